@@ -1,0 +1,71 @@
+"""The trained-model file (`models/<variant>/model.pt`): what training hands to evaluate and export.
+
+It holds the generator's Hydra config (so the architecture is rebuilt by `_target_`), its EMA
+weights, and metadata (variant, scale, channels, MLflow run id, data manifest hash, git commit).
+Only tensors and plain containers are stored, so it loads with `weights_only=True`: opening a
+model file can never run arbitrary pickled code.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gensr.io import atomic_write_bytes
+
+FORMAT = "gensr-model/1"
+
+
+class CheckpointMismatchError(ValueError):
+    """A model file of another variant, scale or channel count than the one asked for."""
+
+
+def save_model(
+    path: str | Path, net_config: dict, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> Path:
+    """Write the model file atomically. `meta` must hold variant, scale and channels."""
+    for key in ("variant", "scale", "channels"):
+        if key not in meta:
+            raise ValueError(f"model metadata needs '{key}'")
+    payload = {
+        "format": FORMAT,
+        "net": net_config,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
+        "meta": dict(meta),
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_model(
+    path: str | Path,
+    variant: str | None = None,
+    scale: int | None = None,
+    channels: int | None = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the generator from a model file; refuse one of another variant/scale/channels."""
+    from hydra.utils import instantiate
+
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # pickle/zip errors: name the file, keep the cause
+        raise ValueError(f"{path}: not a readable gensr model file ({e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a gensr model file (expected format {FORMAT})")
+    meta = payload["meta"]
+    for key, want in (("variant", variant), ("scale", scale), ("channels", channels)):
+        if want is not None and meta.get(key) != want:
+            raise CheckpointMismatchError(
+                f"{path}: model file is for {key}={meta.get(key)!r}, but {key}={want!r} was asked for"
+            )
+    net = instantiate(payload["net"])
+    net.load_state_dict(payload["state_dict"])
+    return net.eval(), meta

@@ -1,0 +1,35 @@
+"""`gensr` console script. Sub-commands import lazily: `gensr upscale` must never import torch."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _params(argv: list[str]) -> int:
+    from gensr.config import write_params
+
+    out = write_params(argv)
+    print(f"wrote {out} from conf/" + (f" with {' '.join(argv)}" if argv else ""))
+    return 0
+
+
+COMMANDS = {
+    "params": (_params, "compose conf/ (+ Hydra overrides) into params.yaml, as `dvc exp run` does"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser = argparse.ArgumentParser(prog="gensr", description=__doc__)
+        sub = parser.add_subparsers(dest="command", required=True)
+        for name, (_, help_text) in COMMANDS.items():
+            sub.add_parser(name, help=help_text)
+        parser.parse_args(argv)  # prints help / the error and exits
+        return 2
+    func, _ = COMMANDS[argv[0]]
+    return func(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
