@@ -13,8 +13,15 @@ def _params(argv: list[str]) -> int:
     return 0
 
 
+def _upscale(argv: list[str]) -> int:
+    from gensr.upscale import main as upscale_main  # torch-free: numpy, Pillow, onnxruntime
+
+    return upscale_main(argv)
+
+
 COMMANDS = {
     "params": (_params, "compose conf/ (+ Hydra overrides) into params.yaml, as `dvc exp run` does"),
+    "upscale": (_upscale, "upscale images with an exported ONNX model (no torch needed)"),
 }
 
 

@@ -1,0 +1,83 @@
+"""Throughput of the prepare stage: megapixels of HR processed per second with 1 and 2 workers.
+
+    python bench/prepare.py [--folder DIR] [hydra overrides, e.g. degradation=realistic]
+
+Photos: --folder; else the 40 camera photos of ../shared/scripts/get_photos.py (fetched once
+into --cache, needs apt-get as root); else the embedded scikit-image photos. Each run is the
+real stage (read, modcrop, degrade, write PNG pairs + manifests) into a temporary folder.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from gensr.config import compose  # noqa: E402
+from gensr.data.prepare import prepare  # noqa: E402
+
+GET_PHOTOS = ROOT.parent / "shared" / "scripts" / "get_photos.py"
+
+
+def photo_folder(args: argparse.Namespace) -> Path | None:
+    if args.folder:
+        return args.folder
+    if not GET_PHOTOS.is_file():
+        print(f"{GET_PHOTOS} absent: benchmarking the embedded photos")
+        return None
+    if len(list(args.cache.glob("*.png"))) < 40:
+        cmd = [sys.executable, str(GET_PHOTOS), str(args.cache)]
+        if subprocess.run(cmd).returncode != 0:  # a fresh machine: the package lists are missing
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(cmd, check=True)
+    return args.cache
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the pool's workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--folder", type=Path, help="photos to prepare (default: the 40 shared photos)")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/gensr-photos"))
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. degradation=realistic")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    folder = photo_folder(args)
+    base = list(args.overrides)
+    if folder is not None:
+        base += ["data=folder", f"data.folder={folder.resolve()}"]
+    rates = {}
+    for n in args.workers:
+        with tempfile.TemporaryDirectory(prefix="gensr-bench-") as tmp:
+            cfg = compose([*base, f"data.workers={n}", f"data.out_dir={tmp}/prepared"], root=ROOT)
+            cpu0 = cpu_seconds()
+            s = prepare(cfg, ROOT)
+            cpu = cpu_seconds() - cpu0
+        images = sum(s["counts"].values())
+        rates[n] = s["hr_megapixels"] / s["seconds"]
+        # CPU-seconds / (wall x workers) < 1 means the workers waited: other load on the machine
+        # (or the serial part: listing, hashing, worker start-up, manifests).
+        print(
+            f"workers={n}: {images} photos, {s['hr_megapixels']:.1f} HR megapixels in "
+            f"{s['seconds']:.1f} s = {rates[n]:.2f} MP/s (x{cfg.degradation.scale} {cfg.degradation.kind}); "
+            f"{cpu:.1f} CPU-s, {cpu / (s['seconds'] * n):.0%} of {n} core(s) busy"
+        )
+    if 1 in rates and 2 in rates:
+        print(f"2 workers vs 1: {rates[2] / rates[1]:.2f}x (target >= 1.7)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""DVC stage `evaluate`: every variant + bicubic -> reports/ (metrics, pictures, index.html) and MLflow.
+
+    python pipelines/evaluate.py [hydra.overrides ...]   e.g.  evaluate.crop_size=96
+
+Reads params.yaml (+ overrides); see gensr.evaluate.stage for what it writes.
+"""
+import sys
+from pathlib import Path
+
+# This checkout's code first, also when another checkout's gensr is installed (editable) in the venv.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from gensr.checkpoint import CheckpointMismatchError  # noqa: E402
+from gensr.config import load_stage_config, repo_root  # noqa: E402
+from gensr.io import BadImageError  # noqa: E402
+from gensr.tracking import TrackingUnavailableError  # noqa: E402
+
+
+def _print_leaderboard(out: dict, report: Path) -> None:
+    champ = out["champion"]
+    split = champ["set"]
+    print(f"{'method':<12} {'PSNR-Y':>8} {'SSIM-Y':>8} {'Δ bicubic':>10} {'HF ratio':>9} {'ms/MP':>9}   [{split}]")
+    for method, e in sorted(out["summary"][split].items(), key=lambda kv: -kv[1]["psnr_y"]):
+        print(f"{method:<12} {e['psnr_y']:8.2f} {e['ssim_y']:8.4f} {e.get('delta_psnr_y', 0.0):+10.2f} "
+              f"{e['hf_ratio']:9.3f} {e['ms_per_mp']:9.1f}")
+    print(f"champion: {champ['variant']} ({champ['psnr_y']:.2f} dB PSNR-Y on {split}); report: {report}")
+
+
+def main(argv: list[str]) -> int:
+    from gensr.evaluate.stage import run_evaluation
+
+    root = repo_root()
+    try:
+        out = run_evaluation(load_stage_config(argv, root=root), root)
+    except (BadImageError, CheckpointMismatchError, TrackingUnavailableError, FileNotFoundError,
+            ValueError) as e:  # bad input or missing upstream output: the message says it all
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    _print_leaderboard(out, root / "reports" / "index.html")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,32 @@
+"""Network architectures (BasicSR style: one module per family, shared `blocks`).
+
+Generator interface (every class built from `conf/model/*.yaml` `net:`):
+
+- constructor kwargs include `scale` (2, 3, 4) and `channels` (1, 3);
+- `net(lr) -> sr`: LR `[N, C, h, w]` in [0, 1] -> SR `[N, C, s*h, s*w]`, any h, w (odd too);
+  this is what evaluation and ONNX export call (deterministic; the VAE uses z = mu);
+- `net.encode(lr)` -> the latent map the SR is decoded from (`VariationalSR.encode` returns
+  `(mu, logvar)` instead);
+- `net.encode_decode(lr) -> (sr, z)`: SR and its latent map in one pass (what `sparse_ae`'s L1
+  activity penalty and `aae`'s latent discriminator need; for the VAE, z = mu);
+- `net.latent_channels`: channels of z (to build a `LatentDiscriminator`);
+- VAE only: `net.forward_train(lr, generator=None) -> (sr, mu, logvar)` with z sampled by
+  reparameterisation (reconstruction + KL), `net.decode(z, lr)`, and
+  `net(lr, sample=True, generator=g)` for seeded diverse outputs.
+
+Discriminators return raw logits: `VGGDiscriminator` -> `[N, 1]`, `UNetDiscriminator` ->
+`[N, 1, H, W]`, `LatentDiscriminator(latent)` -> `[N, 1, h', w']`.
+"""
+from gensr.archs.ae import ConvAutoencoder
+from gensr.archs.ae_res import ResidualAttentionAE
+from gensr.archs.discriminators import LatentDiscriminator, UNetDiscriminator, VGGDiscriminator
+from gensr.archs.vae import VariationalSR
+
+__all__ = [
+    "ConvAutoencoder",
+    "LatentDiscriminator",
+    "ResidualAttentionAE",
+    "UNetDiscriminator",
+    "VGGDiscriminator",
+    "VariationalSR",
+]

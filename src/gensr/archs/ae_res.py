@@ -1,0 +1,81 @@
+"""`ae_res`: the autoencoder with the articles' improvements — the strong PSNR model.
+
+    lr ─ head ─ enc blocks ─┬─ stride-2 ─ mid blocks ─ latent ─ mid blocks ─ x2 shuffle ─┐
+                            └──────────── encoder-decoder skip (concat) ─────────────────┴─ dec blocks
+    ... + head (long skip) ─ pixel-shuffle upsampler (x2/x3/x4) ─ + upsampled lr (global residual)
+
+Residual blocks carry RCAN channel attention. The global residual uses `LinearUpsample` (a
+bicubic-initialised, learnable 5x5 conv + pixel shuffle) and the upsampler's last conv starts at
+zero, so the untrained net *is* bicubic interpolation and training only adds the missing high
+frequencies. `features` / `n_blocks` set the size: the quick CPU profile and the `full`
+GPU profile share this class.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gensr.archs.blocks import (
+    LinearUpsample,
+    PixelShuffleUpsampler,
+    check_scale_channels,
+    conv3,
+    crop_like,
+    res_stack,
+)
+
+
+class ResidualAttentionAE(nn.Module):
+    def __init__(
+        self,
+        scale: int,
+        channels: int = 3,
+        features: int = 32,
+        n_blocks: int = 2,
+        latent: int = 32,
+        attention: bool = True,
+        reduction: int = 8,
+        res_scale: float = 1.0,
+        global_residual: bool = True,
+        learnable_skip: bool = True,
+    ):
+        super().__init__()
+        check_scale_channels(scale, channels)
+        self.scale, self.channels, self.latent_channels = scale, channels, latent
+        f, f2 = features, 2 * features
+        blocks = lambda c: res_stack(c, n_blocks, attention, reduction, res_scale)  # noqa: E731
+        self.head = conv3(channels, f)
+        self.enc = blocks(f)
+        self.down = nn.Sequential(conv3(f, f2, stride=2), nn.ReLU(inplace=True))
+        self.mid_enc = blocks(f2)
+        self.to_latent = conv3(f2, latent)
+        self.from_latent = nn.Sequential(conv3(latent, f2), nn.ReLU(inplace=True))
+        self.mid_dec = blocks(f2)
+        self.up = nn.Sequential(conv3(f2, 4 * f), nn.PixelShuffle(2), nn.ReLU(inplace=True))
+        self.fuse = conv3(2 * f, f)  # decoder features + encoder skip
+        self.dec = blocks(f)
+        self.tail = conv3(f, f)
+        self.upsample = PixelShuffleUpsampler(f, channels, scale, zero_init=global_residual)
+        self.skip_up = LinearUpsample(channels, scale, learnable_skip) if global_residual else None
+
+    def _encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        head = self.head(lr)
+        skip = self.enc(head)
+        z = self.to_latent(self.mid_enc(self.down(skip)))
+        return head, skip, z
+
+    def encode(self, lr: torch.Tensor) -> torch.Tensor:
+        """LR -> latent map [N, latent, ceil(h/2), ceil(w/2)]."""
+        return self._encode(lr)[2]
+
+    def encode_decode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        head, skip, z = self._encode(lr)
+        y = crop_like(self.up(self.mid_dec(self.from_latent(z))), skip)
+        y = self.dec(self.fuse(torch.cat([y, skip], dim=1)))
+        sr = self.upsample(self.tail(y) + head)
+        if self.skip_up is not None:
+            sr = sr + self.skip_up(lr)
+        return sr, z
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.encode_decode(lr)[0]

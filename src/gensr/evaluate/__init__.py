@@ -1,0 +1,2 @@
+"""Evaluation: SR metrics for every trained variant and the bicubic baseline, comparison
+pictures, the offline HTML report, DVC metrics/plots and MLflow logging (see `stage`)."""

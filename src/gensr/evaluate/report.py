@@ -1,0 +1,125 @@
+"""`reports/index.html`: one self-contained page (leaderboard, charts, comparison pictures).
+
+Every picture is inlined as a base64 PNG data URI and the CSS sits in the page, so the file
+renders the same offline, attached to an MLflow run, or mailed on its own: no CDN, no scripts.
+"""
+from __future__ import annotations
+
+import base64
+from html import escape
+from pathlib import Path
+
+from gensr.evaluate.results import BASELINE
+from gensr.io import atomic_write_text
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;color:#1d1d1f;background:#fff}
+h1{font-size:24px;margin:0 0 4px} h2{font-size:19px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+h3{font-size:16px;margin:18px 0 6px} .sub{color:#555;margin:0 0 16px}
+table{border-collapse:collapse;font-size:14px;margin:8px 0} th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}
+th{background:#eef2f7} td.name,th.name{text-align:left} tr.baseline td{background:#f5f5f5;color:#555}
+tr.champion td{background:#e7f6e7;font-weight:600} .pos{color:#1a7f37} .neg{color:#b3261e}
+figure{margin:10px 0 18px} figcaption{font-size:13px;color:#444;margin-top:2px} img{max-width:100%;height:auto}
+.notes li{margin:3px 0;font-size:14px} code{background:#f3f3f3;padding:0 3px}
+"""
+
+
+def data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def _img(path: Path, alt: str) -> str:
+    return f'<img src="{data_uri(path)}" alt="{escape(alt)}">'
+
+
+def _fmt(v, digits: int = 2, signed: bool = False) -> str:
+    if v is None:
+        return "–"
+    s = f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+    if signed:
+        cls = "pos" if v > 0 else "neg" if v < 0 else ""
+        return f'<span class="{cls}">{s}</span>'
+    return s
+
+
+def _params(n: int) -> str:
+    if not n:
+        return "–"
+    if n < 1000:
+        return str(n)
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
+
+
+def leaderboard(summary: dict, split_id: str, champion: str, run_ids: dict[str, str]) -> str:
+    sets = list(summary)
+    test = summary[split_id]
+    methods = sorted(test, key=lambda m: -(test[m].get("psnr_y") or 0.0))
+    has_lpips = any("lpips" in e for e in test.values())
+    head = ['<th class="name">method</th>', "<th>params</th>"]
+    head += [f"<th>{escape(s)}<br>PSNR-Y / SSIM-Y</th><th>{escape(s)}<br>Δ PSNR vs bicubic</th>" for s in sets]
+    head += [f"<th>{escape(split_id)}<br>HF detail ratio</th>", f"<th>{escape(split_id)}<br>GMSD ↓</th>"]
+    head += [f"<th>{escape(split_id)}<br>LPIPS ↓</th>"] if has_lpips else []
+    head += [f"<th>{escape(split_id)}<br>ms / megapixel</th>", '<th class="name">MLflow run</th>']
+    body = []
+    for m in methods:
+        cls = "baseline" if m == BASELINE else "champion" if m == champion else ""
+        e = test[m]
+        cells = [f'<td class="name">{escape(m)}{" ★" if m == champion else ""}</td>', f"<td>{_params(e['params'])}</td>"]
+        for s in sets:
+            se = summary[s].get(m, {})
+            cells.append(f"<td>{_fmt(se.get('psnr_y'))} / {_fmt(se.get('ssim_y'), 4)}</td>")
+            cells.append(f"<td>{'–' if m == BASELINE else _fmt(se.get('delta_psnr_y'), 2, True)}</td>")
+        cells += [f"<td>{_fmt(e.get('hf_ratio'), 3)}</td>", f"<td>{_fmt(e.get('gmsd'), 4)}</td>"]
+        cells += [f"<td>{_fmt(e.get('lpips'), 4)}</td>"] if has_lpips else []
+        cells += [f"<td>{_fmt(e.get('ms_per_mp'), 1)}</td>",
+                  f'<td class="name"><code>{escape(run_ids.get(m, "–")[:12])}</code></td>']
+        body.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
+    return ("<table><thead><tr>" + "".join(head) + "</tr></thead><tbody>\n" + "\n".join(body)
+            + "</tbody></table>")
+
+
+def write_report(
+    path: Path,
+    *,
+    summary: dict,
+    split_id: str,
+    champ: dict,
+    scale: int,
+    run_ids: dict[str, str],
+    comparisons: dict[str, list[tuple[str, Path, str]]],
+    charts: list[tuple[str, Path]],
+    notes: list[str],
+) -> Path:
+    """Write the page. `comparisons`: set -> [(image, png, caption)]; `charts`: [(title, png)]."""
+    n_imgs = {s: next(iter(ms.values()))["n_images"] for s, ms in summary.items()}
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>gensr evaluation report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>gensr evaluation report</h1>",
+        f'<p class="sub">x{scale} super-resolution · sets: '
+        + ", ".join(f"{escape(s)} ({n} image{'s' if n != 1 else ''})" for s, n in n_imgs.items())
+        + f" · champion (best PSNR-Y on {escape(split_id)}): <b>{escape(champ['variant'])}</b>"
+        f" at {champ['psnr_y']:.2f} dB</p>",
+        "<h2>Leaderboard</h2>",
+        leaderboard(summary, split_id, champ["variant"], run_ids),
+        '<p class="sub">PSNR/SSIM on the BT.601 Y channel, scale pixels shaved from each border, '
+        "mean over images. HF detail ratio: high-frequency amplitude relative to HR (1 = as much "
+        "fine detail as the reference, below 1 = blurrier). GMSD: gradient-structure distortion "
+        "(0 = identical). ↓ = lower is better.</p>",
+    ]
+    for title, png in charts:
+        parts += [f"<h2>{escape(title)}</h2>", f"<figure>{_img(png, title)}</figure>"]
+    parts.append("<h2>Side-by-side comparisons</h2>")
+    parts.append('<p class="sub">Same zoomed crop (the HR region with the most fine detail, '
+                 "outlined on the thumbnail) for every method; labels give PSNR-Y on the whole image.</p>")
+    for set_id, items in comparisons.items():
+        parts.append(f"<h3>{escape(set_id)}</h3>")
+        for image, png, caption in items:
+            parts.append(f"<figure>{_img(png, image)}<figcaption>{escape(caption)}</figcaption></figure>")
+    parts.append('<h2>Notes</h2><ul class="notes">')
+    parts += [f"<li>{escape(n)}</li>" for n in notes]
+    parts.append("</ul></body></html>")
+    return atomic_write_text(path, "\n".join(parts) + "\n")

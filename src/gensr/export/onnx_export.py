@@ -1,0 +1,124 @@
+"""Generator -> ONNX with the dynamo exporter: dynamic batch/height/width, pinned opset, one file.
+
+The exported graph is `clamp(net(lr), 0, 1)`: production consumers get images in the documented
+value range without having to know that the raw network can overshoot slightly.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+from torch.export import Dim
+
+import gensr
+from gensr.export.runtime import FORMAT, FORMAT_KEY, INPUT_NAME, OUTPUT_NAME
+
+# ORT's cubic Resize differs from torch's bicubic by up to 0.06: such a graph can never pass parity.
+_UNSAFE_RESIZE_MODES = {b"cubic", "cubic"}
+# Largest side / batch the dynamic dims admit (the exporter needs finite bounds to reason about).
+MAX_SIDE, MAX_BATCH = 1 << 16, 1 << 10
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+class ClampedSR(nn.Module):
+    """What ships: the generator's deterministic forward, clamped to the [0, 1] value range."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.net(lr).clamp(0.0, 1.0)
+
+
+def build_metadata(meta: dict[str, Any], opset: int, precision: str = "fp32") -> dict[str, str]:
+    """metadata_props from the model file's meta (missing provenance is recorded as 'unknown')."""
+    channels = int(meta["channels"])
+    return {
+        FORMAT_KEY: FORMAT,
+        "variant": str(meta["variant"]),
+        "scale": str(int(meta["scale"])),
+        "channels": str(channels),
+        "colour_space": "RGB" if channels == 3 else "grayscale",
+        "value_range": "[0, 1]",
+        "layout": "NCHW",
+        "precision": precision,
+        "mlflow_run_id": str(meta.get("mlflow_run_id") or "unknown"),
+        "git_commit": str(meta.get("git_commit") or "unknown"),
+        "manifest_hash": str(meta.get("manifest_hash") or "unknown"),
+        "opset": str(opset),
+        "producer": f"gensr {gensr.__version__}, torch {torch.__version__}, onnx {onnx.__version__}",
+    }
+
+
+def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> onnx.ModelProto:
+    """Replace metadata_props with `props` (sorted, so the same model gives the same bytes)."""
+    del model.metadata_props[:]
+    for key in sorted(props):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(props[key])
+    model.doc_string = (
+        f"gensr x{props['scale']} super-resolution ({props['variant']}, {props['precision']}): "
+        f"input '{INPUT_NAME}' float32 [N, {props['channels']}, H, W] in [0, 1] -> output "
+        f"'{OUTPUT_NAME}' float32 [N, {props['channels']}, {props['scale']}H, {props['scale']}W] in [0, 1]."
+    )
+    return model
+
+
+def check_graph(model: onnx.ModelProto, opset: int, label: str) -> None:
+    """Full ONNX check, the pinned opset, and no op known to differ between ORT and torch."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"{label}: ONNX checker rejected the graph: {e}") from e
+    default = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if default != [opset]:
+        raise ExportError(f"{label}: graph uses opset {default}, the pinned opset is {opset}")
+    for node in model.graph.node:
+        if node.op_type == "Resize":
+            mode = next((a.s for a in node.attribute if a.name == "mode"), b"nearest")
+            if mode in _UNSAFE_RESIZE_MODES:
+                raise ExportError(
+                    f"{label}: node {node.name} is a cubic Resize, whose onnxruntime results differ "
+                    "from torch's bicubic by up to 0.06; use pixel shuffle / LinearUpsample in the net"
+                )
+
+
+def export_onnx(net: nn.Module, meta: dict[str, Any], opset: int) -> onnx.ModelProto:
+    """Export `net` (eval mode, CPU) to an in-memory ModelProto with metadata, checked."""
+    label = f"variant {meta.get('variant')}"
+    channels = int(meta["channels"])
+    model = ClampedSR(net).eval().cpu()
+    # Example of batch 2 and sides > 1 so no dim is specialised to a constant (0/1 specialisation).
+    example = torch.rand(2, channels, 24, 37, generator=torch.Generator().manual_seed(0))
+    dims = {0: Dim("batch", min=1, max=MAX_BATCH), 2: Dim("height", min=1, max=MAX_SIDE),
+            3: Dim("width", min=1, max=MAX_SIDE)}
+    # The exporter narrates every step at INFO and warns about torchvision ops it cannot register.
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in quiet]
+    try:
+        for lg in quiet:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, (example,), dynamo=True, dynamic_shapes=(dims,), opset_version=opset,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], external_data=False,
+                optimize=True, verbose=False,
+            )
+    except Exception as e:
+        raise ExportError(f"{label}: torch.onnx.export (dynamo) failed: {type(e).__name__}: {e}") from e
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
+    proto = program.model_proto
+    set_metadata(proto, build_metadata(meta, opset))
+    check_graph(proto, opset, label)
+    return proto

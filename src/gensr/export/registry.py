@@ -1,0 +1,98 @@
+"""MLflow: log each shipped ONNX model to its training run, register it, alias the champion.
+
+Registered name: `gensr-x{scale}-{variant}`. The evaluate stage's best variant gets the alias
+`champion`, so production loads `models:/gensr-x2-<variant>@champion`; the alias is removed from
+the other variants' registered models so exactly one model of a scale is the champion.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from gensr.export.runtime import INPUT_NAME, OUTPUT_NAME
+
+CHAMPION_ALIAS = "champion"
+# Stored with the model: CUDA first, CPU fallback (onnxruntime-gpu falls back by itself).
+PYFUNC_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def registered_name(scale: int, variant: str) -> str:
+    return f"gensr-x{int(scale)}-{variant}"
+
+
+def _signature(channels: int):
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    spec = lambda name: TensorSpec(np.dtype(np.float32), (-1, channels, -1, -1), name)  # noqa: E731
+    return ModelSignature(inputs=Schema([spec(INPUT_NAME)]), outputs=Schema([spec(OUTPUT_NAME)]))
+
+
+def _run_for(client, run_id: str | None, experiment_id: str, variant: str) -> tuple[str, bool]:
+    """The training run when it exists in this tracking store, else a new run named after the variant."""
+    from mlflow.exceptions import MlflowException
+
+    if run_id:
+        try:
+            client.get_run(run_id)
+            return run_id, False
+        except MlflowException:
+            pass
+    run = client.create_run(experiment_id, run_name=variant, tags={"gensr.stage": "export"})
+    return run.info.run_id, True
+
+
+def log_and_register(
+    model_path: Path,
+    meta: dict[str, Any],
+    experiment_id: str,
+    extra_artifacts: list[Path] = (),
+    metrics: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Log `model_path` with mlflow.onnx to the variant's run and register it; returns where it went."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    variant, scale = str(meta["variant"]), int(meta["scale"])
+    run_id, created = _run_for(client, meta.get("mlflow_run_id"), experiment_id, variant)
+    name = registered_name(scale, variant)
+    onnx_model = onnx.load_model(model_path)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.onnx.log_model(
+            onnx_model,
+            name="onnx_model",
+            registered_model_name=name,
+            signature=_signature(int(meta["channels"])),
+            onnx_execution_providers=PYFUNC_PROVIDERS,
+            save_as_external_data=False,  # one self-contained file, as in exports/
+            metadata={p.key: p.value for p in onnx_model.metadata_props},
+        )
+        for path in extra_artifacts:
+            mlflow.log_artifact(str(path), artifact_path="onnx_exports")
+        if metrics:
+            mlflow.log_metrics({f"export/{k}": float(v) for k, v in metrics.items()})
+    version = str(info.registered_model_version)
+    return {"registered_model": name, "version": version, "run_id": run_id, "new_run": created,
+            "model_uri": f"models:/{name}/{version}"}
+
+
+def set_champion(scale: int, champion: str, version: str, variants: list[str]) -> str:
+    """Point `champion` at this version; drop the alias from the other variants of this scale."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    name = registered_name(scale, champion)
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    for other in variants:
+        if other == champion:
+            continue
+        try:
+            client.delete_registered_model_alias(registered_name(scale, other), CHAMPION_ALIAS)
+        except MlflowException:
+            pass  # that model was never registered or never held the alias
+    return f"models:/{name}@{CHAMPION_ALIAS}"

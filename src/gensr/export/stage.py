@@ -1,0 +1,235 @@
+"""The `export` stage: for each variant, export -> validate -> lighten -> ship -> register.
+
+A variant whose fp32 ONNX fails parity is not shipped and the stage fails naming the variant,
+the input shape and the difference (after the report is written, so it can be inspected).
+Lighter models that lose too much PSNR-Y are recorded as rejected and not written.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from omegaconf import DictConfig
+
+from gensr.checkpoint import load_model
+from gensr.export import lighten, runtime
+from gensr.export.onnx_export import ClampedSR, build_metadata, check_graph, export_onnx, set_metadata
+from gensr.export.validate import (
+    benchmark,
+    compare,
+    load_pairs,
+    ort_runner,
+    parity,
+    random_inputs,
+    split_psnr_y,
+    to_nchw,
+    torch_runner,
+)
+from gensr.io import atomic_write_bytes, atomic_write_json
+from gensr.upscale import upscale_array
+
+log = logging.getLogger("gensr.export")
+FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+
+
+class ExportValidationError(RuntimeError):
+    pass
+
+
+def _file_info(blob: bytes) -> dict[str, Any]:
+    return {"size_bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+
+
+def _tiling_check(session, pairs, scale: int, tile: int, overlap: int) -> float:
+    """Max |tiled - untiled| over the test images, in 8-bit levels (the upscaler's blending)."""
+    run = ort_runner(session)
+    worst = 0.0
+    for _, lr, _ in pairs:
+        full = upscale_array(run, lr, scale, tile=0)
+        tiled = upscale_array(run, lr, scale, tile=tile, overlap=overlap)
+        worst = max(worst, float(np.abs(np.clip(full, 0, 1) - np.clip(tiled, 0, 1)).max()) * 255)
+    return round(worst, 4)
+
+
+def _lighter(
+    kind: str, proto: onnx.ModelProto, meta: dict, ex: DictConfig, base_psnr: float, fp32_run, pairs,
+    speed_x: np.ndarray, providers: list[str], patches: list[np.ndarray] | None,
+) -> tuple[dict[str, Any], bytes | None]:
+    """Build, check and measure the fp16 or int8 model; (report entry, bytes when it ships)."""
+    scale = int(meta["scale"])
+    light = lighten.to_fp16(proto) if kind == "fp16" else lighten.to_int8(proto, patches, ex.calibration.method)
+    set_metadata(light, build_metadata(meta, ex.opset, precision=kind))
+    check_graph(light, ex.opset, f"variant {meta['variant']} ({kind})")
+    blob = light.SerializeToString()
+    session = runtime.make_session(blob, providers)
+    run = ort_runner(session)
+    psnr_val = split_psnr_y(run, pairs, scale)
+    drop = base_psnr - psnr_val
+    limit = float(ex[f"{kind}_max_psnr_drop_db"])
+    diff_vs_fp32 = max(compare(fp32_run(to_nchw(lr)), run(to_nchw(lr)))[0] for _, lr, _ in pairs)
+    entry = {
+        "providers": session.get_providers(),
+        "psnr_y": round(psnr_val, 4),
+        "psnr_y_drop_db": round(drop, 4),
+        "max_psnr_drop_db": limit,
+        "max_abs_diff_vs_fp32": round(diff_vs_fp32, 6),
+        "speed": benchmark(run, speed_x, scale, ex.speed.warmup, ex.speed.repeats),
+        "shipped": bool(drop <= limit),
+        **_file_info(blob),
+    }
+    if not entry["shipped"]:
+        entry["rejected"] = f"PSNR-Y drop {drop:.3f} dB > {limit} dB on the test split"
+    return entry, blob if entry["shipped"] else None
+
+
+def export_variant(
+    variant: str, cfg: DictConfig, root: Path, pairs, patches, providers: list[str]
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Report entry and {precision: bytes} to ship (empty when fp32 parity failed)."""
+    ex = cfg.export
+    net, meta = load_model(
+        root / ex.models_dir / variant / "model.pt", variant=variant,
+        scale=int(cfg.degradation.scale), channels=int(cfg.data.channels),
+    )
+    scale, channels = int(meta["scale"]), int(meta["channels"])
+    proto = export_onnx(net, meta, ex.opset)
+    blob = proto.SerializeToString()
+    session = runtime.make_session(blob, providers)
+    torch_run, ort_run = torch_runner(ClampedSR(net).eval()), ort_runner(session)
+
+    inputs = random_inputs(ex.parity_shapes, ex.parity_batches, channels, ex.seed)
+    inputs.update({f"test_{name}": to_nchw(lr) for name, lr, _ in pairs})
+    check = parity(torch_run, ort_run, inputs, ex.max_abs_diff, ex.min_psnr_db)
+    entry: dict[str, Any] = {
+        "scale": scale, "channels": channels, "mlflow_run_id": meta.get("mlflow_run_id"),
+        "providers": session.get_providers(), "parity": check,
+    }
+    if not check["passed"]:
+        entry["shipped"] = False
+        return entry, {}
+
+    n, h, w = ex.speed.shape
+    speed_x = np.random.default_rng(ex.seed).random((n, channels, h, w), dtype=np.float32)
+    ort_speed = benchmark(ort_run, speed_x, scale, ex.speed.warmup, ex.speed.repeats)
+    torch_speed = benchmark(torch_run, speed_x, scale, ex.speed.warmup, ex.speed.repeats)
+    base_psnr = split_psnr_y(ort_run, pairs, scale)
+    entry.update({
+        "shipped": True,
+        "psnr_y": round(base_psnr, 4),
+        "psnr_y_torch": round(split_psnr_y(torch_run, pairs, scale), 4),
+        "tiling_max_diff_8bit": _tiling_check(session, pairs, scale, ex.tiling_check.tile, ex.tiling_check.overlap),
+        "speed": {
+            "input_shape": [n, channels, h, w],
+            "threads": runtime.physical_cores(),
+            "onnxruntime": ort_speed,
+            "torch_eager": torch_speed,
+            "ort_speedup": round(torch_speed["latency_ms"] / ort_speed["latency_ms"], 3),
+        },
+        **_file_info(blob),
+    })
+    ship = {"fp32": blob}
+    # fp16 is meant for GPU (CUDA when usable); int8 QDQ for the CPU provider.
+    for kind, kind_providers, kind_patches in (("fp16", providers, None), ("int8", ["CPUExecutionProvider"], patches)):
+        sub, sub_blob = _lighter(kind, proto, meta, ex, base_psnr, ort_run, pairs, speed_x, kind_providers, kind_patches)
+        entry[kind] = sub
+        if sub_blob is not None:
+            ship[kind] = sub_blob
+    return entry, ship
+
+
+def _write_variant(out_dir: Path, ship: dict[str, bytes]) -> dict[str, Path]:
+    """Write the shipped files; remove files of this variant that no longer ship (stale int8...)."""
+    written = {}
+    for kind, name in FILES.items():
+        path = out_dir / name
+        if kind in ship:
+            written[kind] = atomic_write_bytes(path, ship[kind])
+        else:
+            path.unlink(missing_ok=True)
+    return written
+
+
+def _read_champion(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        log.warning("%s is missing (evaluate stage not run): no champion alias is set", path)
+        return None
+    return json.loads(path.read_text())
+
+
+def run_stage(cfg: DictConfig, root: Path) -> dict[str, Any]:
+    """Run the whole stage; write exports/validation.json; raise ExportValidationError on failures."""
+    ex = cfg.export
+    torch.manual_seed(ex.seed)
+    torch.set_num_threads(runtime.physical_cores())
+    providers = runtime.choose_providers(torch.cuda.is_available())
+    data_dir = root / cfg.data.out_dir
+    channels = int(cfg.data.channels)
+    pairs = load_pairs(data_dir / "test", channels, ex.test_images)
+    patches = lighten.calibration_patches(
+        data_dir / "train" / "lr", ex.calibration.patches, ex.calibration.patch_size, channels, ex.calibration.seed
+    )
+    champion = _read_champion(root / ex.champion_file)
+    out_root = root / ex.out_dir
+    report: dict[str, Any] = {
+        # Thresholds and shapes are params (params.yaml: export); this file holds the figures.
+        "providers_requested": providers,
+        "test_images": len(pairs),
+        "champion": champion,
+        "variants": {},
+    }
+    failures, shipped = [], {}
+    for variant in cfg.variants:
+        log.info("exporting %s", variant)
+        entry, ship = export_variant(variant, cfg, root, pairs, patches, providers)
+        report["variants"][variant] = entry
+        if not entry["shipped"]:
+            failures += [f"variant {variant}: {f}" for f in entry["parity"]["failures"]]
+            _write_variant(out_root / "models" / variant, {})
+            continue
+        for kind, path in _write_variant(out_root / "models" / variant, ship).items():
+            entry.setdefault(kind, {})["path"] = str(path.relative_to(root))
+        shipped[variant] = entry
+    report_path = atomic_write_json(out_root / "validation.json", report)  # kept even if MLflow fails
+    if ex.register and not failures:
+        try:
+            report["registry"] = _register(cfg, root, shipped, champion)
+        except Exception as e:
+            report["registry"] = {"error": f"{type(e).__name__}: {e}"}
+            raise
+        finally:
+            atomic_write_json(report_path, report)
+    if failures:
+        raise ExportValidationError(
+            "ONNX parity failed; these models are not shipped:\n  " + "\n  ".join(failures)
+        )
+    return report
+
+
+def _register(cfg: DictConfig, root: Path, shipped: dict[str, dict], champion: dict | None) -> dict[str, Any]:
+    from gensr.export import registry
+    from gensr.tracking import configure
+
+    experiment_id = configure(cfg.logger.experiment, root)
+    out: dict[str, Any] = {"models": {}}
+    for variant, entry in shipped.items():
+        files = [root / entry[k]["path"] for k in ("fp16", "int8") if "path" in entry.get(k, {})]
+        meta = {"variant": variant, "scale": entry["scale"], "channels": entry["channels"],
+                "mlflow_run_id": entry["mlflow_run_id"]}
+        metrics = {"parity_max_abs_diff": entry["parity"]["max_abs_diff"], "psnr_y_onnx": entry["psnr_y"],
+                   "ort_latency_ms": entry["speed"]["onnxruntime"]["latency_ms"],
+                   "int8_psnr_y_drop_db": entry["int8"]["psnr_y_drop_db"]}
+        out["models"][variant] = registry.log_and_register(root / entry["fp32"]["path"], meta, experiment_id,
+                                                           files, metrics)
+    if champion and champion.get("variant") in out["models"]:
+        name = champion["variant"]
+        scale = shipped[name]["scale"]
+        out["champion_uri"] = registry.set_champion(scale, name, out["models"][name]["version"], list(shipped))
+    elif champion:
+        log.warning("champion %r is not among the exported variants %s", champion.get("variant"), list(shipped))
+    return out

@@ -1,0 +1,135 @@
+"""MLflow for training: one experiment (`logger.experiment`), one run per variant (run name = the
+variant), through Lightning's MLFlowLogger so DDP logs from rank 0 only.
+
+The run gets: the resolved config flattened as params (+ the whole YAML as `config.yaml`, since
+MLflow truncates long values), tags (git commit, stage=train, variant, data manifest hash, config
+hash), every loss term per step, val PSNR/SSIM-Y and LR, image grids, the best checkpoint and
+model.pt. Its id is written into model.pt and metrics.json so evaluate/export log onto it.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from gensr.config import main_repo_root, tracking_uri
+
+
+def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def manifest_hash(prepared: Path) -> str:
+    """sha256 over the prepare stage's manifests (data/prepared/*.json): the data's identity."""
+    h = hashlib.sha256()
+    files = sorted(Path(prepared).glob("*.json"))
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest() if files else "none"
+
+
+def git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def prepare_tracking(experiment: str, timeout_s: float, root: Path | None = None) -> str:
+    """Fail fast on an unreachable server (gensr.tracking), and create the experiment with its
+    artifacts beside the checkout's SQLite database — never inside a queued experiment's
+    temporary copy, which DVC deletes. Returns the tracking URI."""
+    from mlflow.tracking import MlflowClient
+
+    from gensr.tracking import configure
+
+    uri = tracking_uri(root)
+    if uri.startswith("sqlite:"):
+        client = MlflowClient(uri)
+        if client.get_experiment_by_name(experiment) is None:
+            artifacts = (main_repo_root(root) / "mlruns").as_uri()
+            try:
+                client.create_experiment(experiment, artifact_location=artifacts)
+            except Exception:  # created concurrently by another process: fine
+                if client.get_experiment_by_name(experiment) is None:
+                    raise
+    configure(experiment, root, timeout_s)
+    return uri
+
+
+def existing_run(uri: str, run_id: str | None) -> str | None:
+    """run_id if that run exists in this tracking store (a resumed run continues it), else None."""
+    if not run_id:
+        return None
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(uri).get_run(run_id)
+    except Exception:
+        print(f"note: MLflow run {run_id} of the checkpoint is not in {uri}; logging to a new run")
+        return None
+    return run_id
+
+
+def make_logger(uri: str, experiment: str, variant: str, run_id: str | None, tags: Mapping[str, str]):
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class IterationLogger(MLFlowLogger):
+        """Metric steps = training iterations completed, as in history.csv: Lightning logs a
+        batch's metrics (and the validation after it) before counting that batch."""
+
+        def log_metrics(self, metrics, step=None):
+            super().log_metrics(metrics, None if step is None else step + 1)
+
+    return IterationLogger(
+        experiment_name=experiment, run_name=variant, tracking_uri=uri, tags=dict(tags), run_id=run_id
+    )
+
+
+class RunSetup(L.Callback):
+    """At fit start on rank 0: params, tags and the YAML config onto the run (also on a resume,
+    with identical values, which MLflow accepts)."""
+
+    def __init__(self, params: Mapping[str, Any], tags: Mapping[str, str], config_yaml: str):
+        self.params, self.tags, self.config_yaml = dict(params), dict(tags), config_yaml
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        logger = trainer.logger
+        if not trainer.is_global_zero or logger is None or not hasattr(logger, "run_id"):
+            return
+        from mlflow.entities import Param, RunTag
+
+        client, run_id = logger.experiment, logger.run_id
+        client.update_run(run_id, status="RUNNING")  # a resumed (killed) run is live again
+        params = [Param(k, str(v)[:500]) for k, v in sorted(self.params.items())]
+        for i in range(0, len(params), 100):
+            client.log_batch(run_id, params=params[i : i + 100])
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in self.tags.items()])
+        client.log_text(run_id, self.config_yaml, "config.yaml")
+
+
+def log_outputs(logger, files: Mapping[str, Path], metrics: Mapping[str, float], step: int) -> None:
+    """After training (rank 0): final metrics and the output files as artifacts."""
+    if logger is None or not hasattr(logger, "run_id"):
+        return
+    from mlflow.entities import Metric
+
+    client, run_id = logger.experiment, logger.run_id
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(f"final/{k}", float(v), now, step) for k, v in metrics.items()])
+    for artifact_dir, path in files.items():
+        if Path(path).is_file():
+            client.log_artifact(run_id, str(path), artifact_dir)

@@ -1,0 +1,85 @@
+"""The LightningModules named by `_target_` in conf/model/*.yaml.
+
+- `SRModule`  (ae, ae_res, sparse_ae): pixel losses on net(lr) [+ latent losses on z, e.g. the
+  sparse AE's L1 activity penalty, when the config lists any].
+- `VAEModule` (vae): reconstruction of a sampled-z decode + beta * KL with a linear KL warm-up;
+  validation and export use z = mu.
+- `GANModule`, `AAEModule`: see `gensr.training.adversarial` (manual optimisation, two optimisers).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from gensr.training.adversarial import AAEModule, GANModule
+from gensr.training.base import NonFiniteLossError, SRLightningBase
+
+__all__ = ["AAEModule", "GANModule", "NonFiniteLossError", "SRModule", "VAEModule"]
+
+
+def pixel_terms(module: SRLightningBase, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {loss.name: loss(sr, hr) for loss in module.losses_for("pixel")}
+
+
+class SRModule(SRLightningBase):
+    """Deterministic autoencoders: sum of weighted pixel losses (+ latent penalties on z)."""
+
+    def __init__(self, net: Mapping, **kwargs: Any):
+        super().__init__(net, **kwargs)
+        self.latent_losses = self.losses_for("latent")
+        other = [l.name for l in self.losses.values() if l.inputs not in ("pixel", "latent")]
+        if other:
+            raise ValueError(f"models.{self.variant}: SRModule cannot use losses {other} (pixel/latent only)")
+        if self.latent_losses and not hasattr(self.net, "encode_decode"):
+            raise ValueError(f"models.{self.variant}: latent losses need a net with encode_decode()")
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        lr, hr = (self.prepare_input(t) for t in batch)
+        if self.latent_losses:
+            sr, z = self.net.encode_decode(lr)
+        else:
+            sr, z = self.train_forward(lr), None
+        terms = pixel_terms(self, sr, hr)
+        for loss in self.latent_losses:
+            terms[loss.name] = loss(z)
+        total = torch.stack(list(terms.values())).sum()
+        self.log_terms(terms, total)
+        self.log_lr("net", self.optimizers())
+        return total
+
+
+class VAEModule(SRLightningBase):
+    """Reconstruction + beta * KL, beta ramped linearly from 0 over `kl_warmup_steps`.
+
+    The KL weight (beta) is the `weight` of the KL loss in `losses`; noise for the
+    reparameterisation comes from a per-step seeded generator, so a resumed run draws the same.
+    """
+
+    def __init__(self, net: Mapping, kl_warmup_steps: int = 0, **kwargs: Any):
+        super().__init__(net, extra_hparams={"kl_warmup_steps": kl_warmup_steps}, **kwargs)
+        self.kl_warmup_steps = int(kl_warmup_steps)
+        self.kl_losses = self.losses_for("posterior")
+        if not self.kl_losses:
+            raise ValueError(f"models.{self.variant}: the VAE needs a KL loss (gensr.losses.KLLoss) in losses")
+        if not hasattr(self.net, "forward_train"):
+            raise ValueError(f"models.{self.variant}: VAEModule needs a net with forward_train() (VariationalSR)")
+
+    def kl_factor(self) -> float:
+        if self.kl_warmup_steps <= 0:
+            return 1.0
+        return min(1.0, self.iteration / self.kl_warmup_steps)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        lr, hr = (self.prepare_input(t) for t in batch)
+        sr, mu, logvar = self.net.forward_train(lr, generator=self.step_generator())
+        terms = pixel_terms(self, sr, hr)
+        factor = self.kl_factor()
+        for loss in self.kl_losses:
+            terms[loss.name] = factor * loss(mu.float(), logvar.float())
+        total = torch.stack(list(terms.values())).sum()
+        self.log_terms(terms, total)
+        self.log("train/kl_warmup", factor, on_step=True, on_epoch=False)
+        self.log_lr("net", self.optimizers())
+        return total

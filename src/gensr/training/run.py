@@ -1,0 +1,263 @@
+"""Train one variant: config -> datamodule, LightningModule, Trainer -> models/<v>/ + checkpoints/<v>/.
+
+`train(cfg)` is what `pipelines/train.py variant=<name>` runs. The variant's model config may
+override the shared `trainer` and `datamodule` groups (keys `trainer:` / `datamodule:` inside
+conf/model/<v>.yaml). `trainer.max_steps` counts training iterations (batches; one iteration of
+GAN/AAE steps both optimisers); `trainer.val_check_interval` iterations form one epoch, each ending
+with validation and a checkpoint (best by val PSNR-Y, and last).
+
+Resume (`trainer.resume`): `auto` continues checkpoints/<v>/last.ckpt when it belongs to this
+variant/scale/channels, was written with the same config hash and is unfinished, else it starts
+fresh and says why; `never` always starts fresh; a path resumes that checkpoint and refuses one
+of another variant/scale/channels with CheckpointMismatchError.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from gensr.checkpoint import CheckpointMismatchError, save_model
+from gensr.config import repo_root
+from gensr.io import atomic_write_json
+from gensr.training import mlflow_logging as ml
+from gensr.training.base import plain
+
+# trainer-group keys gensr interprets itself; everything else goes to lightning.Trainer as is
+OWN_KEYS = ("max_steps", "val_check_interval", "gradient_clip_val", "resume", "channels_last", "compile", "threads")
+# keys that do not change what is computed: excluded from the config hash (resume stays allowed)
+NOT_HASHED = {"resume", "log_every_n_steps", "enable_progress_bar", "threads", "num_sanity_val_steps", "num_workers"}
+
+
+def _is_main_process() -> bool:
+    """Rank 0 before the Trainer exists (DDP children get LOCAL_RANK / NODE_RANK / RANK)."""
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+def say(msg: str) -> None:
+    if _is_main_process():
+        print(msg, flush=True)
+
+
+def effective_config(cfg: DictConfig) -> dict[str, Any]:
+    variant = cfg.get("variant")
+    names = list(cfg.models)
+    if not variant:
+        raise ValueError(f"choose a variant: python pipelines/train.py variant=<one of {names}>")
+    if variant not in cfg.models:
+        raise ValueError(f"variant={variant!r} is not one of models: {names}")
+    model = plain(cfg.models[variant])
+    trainer = {**plain(cfg.trainer), **(model.pop("trainer", None) or {})}
+    datamodule = {**plain(cfg.datamodule), **(model.pop("datamodule", None) or {})}
+    max_steps = int(trainer["max_steps"])
+    per_epoch = max(1, min(int(trainer["val_check_interval"]), max_steps))
+    epochs = math.ceil(max_steps / per_epoch)
+    return {
+        "variant": variant, "seed": int(cfg.seed), "model": model, "trainer": trainer, "datamodule": datamodule,
+        "data": plain(cfg.data), "degradation": plain(cfg.degradation), "logger": plain(cfg.logger),
+        "steps_per_epoch": per_epoch, "epochs": epochs, "total_steps": epochs * per_epoch,
+    }
+
+
+def config_hash(eff: dict[str, Any], manifest: str) -> str:
+    ident = {
+        "variant": eff["variant"], "seed": eff["seed"], "model": eff["model"], "degradation": eff["degradation"],
+        "trainer": {k: v for k, v in eff["trainer"].items() if k not in NOT_HASHED},
+        "datamodule": {k: v for k, v in eff["datamodule"].items() if k not in NOT_HASHED},
+        "manifest": manifest,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resume_decision(root: Path, ckpt_dir: Path, eff: dict[str, Any], chash: str) -> tuple[Path | None, str | None]:
+    """(checkpoint to resume, its MLflow run id) or (None, None) to start fresh; says why."""
+    setting = str(eff["trainer"].get("resume", "auto"))
+    if setting == "never":
+        return None, None
+    explicit = setting != "auto"
+    path = (root / setting) if explicit else ckpt_dir / "last.ckpt"
+    if not path.is_file():
+        if explicit:
+            raise FileNotFoundError(f"trainer.resume={setting}: {path} does not exist")
+        return None, None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        if explicit:
+            raise ValueError(f"{path}: not a loadable checkpoint ({e})") from e
+        say(f"[{eff['variant']}] not resuming {path}: unreadable ({e}); starting fresh")
+        return None, None
+    info = ck.get("gensr") if isinstance(ck, dict) else None
+    want = {"variant": eff["variant"], "scale": eff["degradation"]["scale"], "channels": eff["data"]["channels"]}
+    if not info:
+        problem = "it is not a gensr training checkpoint"
+    else:
+        diffs = [f"{k}={info.get(k)!r} (this run: {v!r})" for k, v in want.items() if info.get(k) != v]
+        problem = ("it is a checkpoint of " + ", ".join(diffs)) if diffs else ""
+    if problem:
+        if explicit:
+            raise CheckpointMismatchError(f"{path}: refusing to resume: {problem}")
+        say(f"[{eff['variant']}] not resuming {path}: {problem}; starting fresh")
+        return None, None
+    if info.get("config_hash") != chash and not explicit:
+        say(f"[{eff['variant']}] not resuming {path}: the config changed since it was written "
+            f"(config hash {info.get('config_hash')} -> {chash}); starting fresh")
+        return None, None
+    if int(info.get("iteration", 0)) >= int(info.get("total_steps", 0)):
+        say(f"[{eff['variant']}] {path} is of a finished run ({info.get('iteration')} steps); starting fresh")
+        return None, None
+    say(f"[{eff['variant']}] resuming {path} at step {info.get('iteration')}/{info.get('total_steps')}")
+    return path, info.get("mlflow_run_id")
+
+
+def _quiet_lightning() -> None:
+    """Drop console noise that says nothing about this run (ads, expected warnings)."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage())
+    for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*exists and is not empty.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def _precision(trainer_cfg: dict[str, Any]) -> str:
+    prec = str(trainer_cfg.get("precision", "32-true"))
+    accel = str(trainer_cfg.get("accelerator", "auto"))
+    on_gpu = accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available())
+    if not on_gpu and prec not in ("32-true", "32", "64-true", "64"):
+        say(f"note: precision={prec} is for GPUs; using 32-true on the CPU")
+        return "32-true"
+    return prec
+
+
+def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any]:
+    import lightning as L
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from gensr.training.callbacks import AtomicCheckpointIO, History, ImageGrid, RunInfo
+    from gensr.training.datamodule import SRDataModule
+    from gensr.training.ema import EMA
+
+    t0 = time.monotonic()
+    _quiet_lightning()
+    root = repo_root()
+    eff = effective_config(cfg)
+    variant, tr, dmc, model = eff["variant"], eff["trainer"], eff["datamodule"], eff["model"]
+    scale, channels = int(eff["degradation"]["scale"]), int(eff["data"]["channels"])
+    prepared = root / eff["data"]["out_dir"]
+    models_dir, ckpt_dir = root / "models" / variant, root / "checkpoints" / variant
+    manifest = ml.manifest_hash(prepared)
+    chash = config_hash(eff, manifest)
+    if tr.get("threads"):
+        torch.set_num_threads(int(tr["threads"]))
+    L.seed_everything(eff["seed"], workers=True, verbose=False)
+
+    ckpt_path, run_id = resume_decision(root, ckpt_dir, eff, chash)
+    if ckpt_path is None and _is_main_process():
+        for stale in ("last.ckpt", "best.ckpt"):
+            (ckpt_dir / stale).unlink(missing_ok=True)
+
+    log_cfg = eff["logger"]
+    uri = ml.prepare_tracking(log_cfg["experiment"], float(log_cfg.get("connect_timeout_s", 20)), root)
+    run_id = ml.existing_run(uri, run_id)
+    tags = {"stage": "train", "variant": variant, "git_commit": ml.git_commit(root),
+            "data_manifest_hash": manifest, "config_hash": chash}
+    logger = ml.make_logger(uri, log_cfg["experiment"], variant, run_id, tags)
+
+    datamodule = SRDataModule(
+        prepared, scale, channels, patch_size=dmc["patch_size"], batch_size=dmc["batch_size"],
+        num_workers=dmc.get("num_workers", 1), val_max_side=dmc["val_max_side"],
+        steps_per_epoch=eff["steps_per_epoch"], seed=eff["seed"],
+    )
+    try:
+        module = instantiate(
+            model, _recursive_=False, variant=variant, scale=scale, channels=channels, seed=eff["seed"],
+            total_steps=eff["total_steps"], clip_val=tr.get("gradient_clip_val"),
+            channels_last=bool(tr.get("channels_last", False)), compile=bool(tr.get("compile", False)),
+        )
+    except InstantiationException as e:  # surface our own clear errors, not Hydra's wrapper
+        if isinstance(e.__cause__, (CheckpointMismatchError, FileNotFoundError, ValueError, TypeError)):
+            raise e.__cause__ from None
+        raise
+    if tr.get("channels_last"):
+        module = module.to(memory_format=torch.channels_last)
+    manual = not module.automatic_optimization
+
+    run_info = RunInfo({"variant": variant, "scale": scale, "channels": channels, "config_hash": chash,
+                        "total_steps": eff["total_steps"]})
+    ema = EMA(float(model.get("ema_decay", 0.0) or 0.0))
+    history = History(models_dir / "history.csv", variant, eff["total_steps"], run_info)
+    # Two writers: Lightning's save_last only fires when a top-k checkpoint was saved that epoch.
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/psnr_y", mode="max", save_top_k=1,
+                           every_n_epochs=1, enable_version_counter=False, auto_insert_metric_name=False)
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, every_n_epochs=1,
+                           enable_version_counter=False, auto_insert_metric_name=False)
+    params = {"variant": variant, "seed": eff["seed"], **ml.flatten(model, "model."),
+              **ml.flatten(tr, "trainer."), **ml.flatten(dmc, "datamodule."),
+              **ml.flatten(eff["data"], "data."), **ml.flatten(eff["degradation"], "degradation."),
+              "total_steps": eff["total_steps"], "steps_per_epoch": eff["steps_per_epoch"]}
+    callbacks = [ema, run_info, history, ImageGrid(log_cfg.get("image_every_n_epochs", 1)),
+                 ml.RunSetup(params, tags, OmegaConf.to_yaml(cfg)), best, last, *(extra_callbacks or [])]
+
+    passthrough = {k: v for k, v in tr.items() if k not in OWN_KEYS}
+    passthrough["precision"] = _precision(tr)
+    passthrough.setdefault("enable_progress_bar", False)
+    trainer = L.Trainer(
+        **passthrough, max_epochs=eff["epochs"], max_steps=-1, check_val_every_n_epoch=1,
+        gradient_clip_val=None if manual else tr.get("gradient_clip_val"),
+        logger=logger, callbacks=callbacks, default_root_dir=str(ckpt_dir), plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False, enable_model_summary=False,
+    )
+    n_params = sum(p.numel() for p in module.net.parameters())
+    say(f"[{variant}] {type(module).__name__}: {type(module.net).__name__} {n_params / 1e6:.3f} M params, "
+        f"{eff['total_steps']} steps ({eff['epochs']} x {eff['steps_per_epoch']}), batch {dmc['batch_size']}, "
+        f"patch {dmc['patch_size']}, scale {scale}; MLflow {uri}")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+    if trainer.interrupted:
+        raise KeyboardInterrupt(f"{variant}: training interrupted; rerun to resume from {ckpt_dir / 'last.ckpt'}")
+    if not trainer.is_global_zero:
+        return {}
+    return _write_outputs(module, ema, run_info, history, best, logger, datamodule, eff, chash, manifest,
+                          models_dir, root, time.monotonic() - t0)
+
+
+def _write_outputs(module, ema, run_info, history, best, logger, datamodule, eff, chash, manifest,
+                   models_dir: Path, root: Path, wall: float) -> dict[str, Any]:
+    variant = eff["variant"]
+    r = module.val_results
+    run_id = logger.run_id
+    metrics = {
+        "val_psnr_y": r["val/psnr_y"], "val_ssim_y": r["val/ssim_y"],
+        "bicubic_psnr_y": datamodule.bicubic_psnr_y, "bicubic_ssim_y": datamodule.bicubic_ssim_y,
+        "delta": r["val/psnr_y"] - datamodule.bicubic_psnr_y,
+        "best_val_psnr_y": float(best.best_model_score) if best.best_model_score is not None else r["val/psnr_y"],
+        "steps": module.iteration, "seconds": round(run_info.seconds(), 1), "mlflow_run_id": run_id,
+    }
+    meta = {
+        "variant": variant, "scale": module.scale, "channels": module.channels, "mlflow_run_id": run_id,
+        "manifest_hash": manifest, "git_commit": ml.git_commit(root), "config_hash": chash,
+        "val_psnr_y": metrics["val_psnr_y"], "val_ssim_y": metrics["val_ssim_y"],
+        "bicubic_psnr_y": metrics["bicubic_psnr_y"], "steps": module.iteration, "ema": ema.enabled,
+    }
+    model_pt = save_model(models_dir / "model.pt", plain(eff["model"]["net"]), ema.ema_state_dict(module), meta)
+    metrics_json = atomic_write_json(models_dir / "metrics.json", metrics)
+    history.write()
+    ml.log_outputs(
+        logger, {"model": model_pt, "checkpoints": Path(best.best_model_path or ""), "metrics": metrics_json,
+                 "history": history.path},
+        {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, module.iteration,
+    )
+    print(f"[{variant}] done: val PSNR-Y {metrics['val_psnr_y']:.2f} dB vs bicubic {metrics['bicubic_psnr_y']:.2f} "
+          f"({metrics['delta']:+.2f}), SSIM-Y {metrics['val_ssim_y']:.4f}, {metrics['steps']} steps, "
+          f"{metrics['seconds']:.0f} s training, {wall:.0f} s total -> {model_pt}", flush=True)
+    return metrics

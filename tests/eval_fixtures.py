@@ -1,0 +1,113 @@
+"""Shared helpers for tests/test_eval_*.py: a tiny trained project in a temp folder.
+
+- data/prepared/test/{hr,lr}: crops of scikit-image's bundled photos, LR by the project's bicubic;
+- models/<v>/model.pt written with gensr.checkpoint.save_model: a real (tiny, untrained)
+  `ConvAutoencoder` and `UpsampleNet` below, a fixed bilinear upsampler with an unsharp mask whose
+  strength is its one parameter — so "sharper but not the best PSNR" variants exist without training;
+- models/<v>/history.csv like the train stage's;
+- an MLflow SQLite store with a finished "training run" for the variants that have one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from PIL import Image
+from torch import nn
+
+from gensr.checkpoint import save_model
+from gensr.evaluate.sets import bicubic_degrade
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = [("astronaut", 64, 48), ("coffee", 56, 72), ("chelsea", 48, 64)]
+
+
+class UpsampleNet(nn.Module):
+    """Bilinear upsampling + `sharpen` x (image - blur): a deterministic stand-in generator."""
+
+    def __init__(self, scale: int, channels: int = 3, sharpen: float = 0.0):
+        super().__init__()
+        self.scale, self.channels = scale, channels
+        self.sharpen = nn.Parameter(torch.tensor(float(sharpen)))
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(lr, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=lr.device) / 16.0
+        k2 = (k[:, None] * k[None, :]).expand(up.shape[1], 1, 5, 5)
+        blur = F.conv2d(F.pad(up, (2, 2, 2, 2), mode="replicate"), k2, groups=up.shape[1])
+        return up + self.sharpen * (up - blur)
+
+
+def photo(name: str, h: int, w: int) -> np.ndarray:
+    from skimage import data
+
+    img = getattr(data, name)()[:, :, :3]
+    y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+    return np.ascontiguousarray(img[y : y + h, x : x + w])
+
+
+def write_split(prepared: Path, scale: int, split: str = "test") -> list[str]:
+    names = []
+    for name, h, w in PHOTOS:
+        hr = photo(name, h - h % scale, w - w % scale)
+        lr = (bicubic_degrade(hr.astype(np.float32) / 255.0, scale) * 255.0).round().astype(np.uint8)
+        for kind, arr in (("hr", hr), ("lr", lr)):
+            (prepared / split / kind).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(prepared / split / kind / f"{name}.png")
+        names.append(name)
+    return names
+
+
+NETS = {
+    "ae": {"_target_": "gensr.archs.ae.ConvAutoencoder", "features": 8, "latent": 4, "depth": 1,
+           "global_residual": True},
+    "smooth": {"_target_": "eval_fixtures.UpsampleNet", "sharpen": 0.0},
+    "gan": {"_target_": "eval_fixtures.UpsampleNet", "sharpen": 1.5},
+}
+
+
+def write_model(models: Path, variant: str, scale: int, run_id: str | None = None, kind: str | None = None) -> Path:
+    from hydra.utils import instantiate
+
+    torch.manual_seed(0)
+    net_cfg = {**NETS[kind or variant], "scale": scale, "channels": 3}
+    net = instantiate(net_cfg)
+    meta = {"variant": variant, "scale": scale, "channels": 3}
+    if run_id:
+        meta["mlflow_run_id"] = run_id
+    (models / variant).mkdir(parents=True, exist_ok=True)
+    rows = ["step,epoch,train_loss,val_psnr_y,val_ssim_y,bicubic_psnr_y,lr,seconds"]
+    rows += [f"{s},{s // 10},{0.1 / (1 + s)},{28 + s / 20},{0.8 + s / 1000},29.5,0.0002,{s}" for s in (10, 20, 30)]
+    (models / variant / "history.csv").write_text("\n".join(rows) + "\n")
+    return save_model(models / variant / "model.pt", net_cfg, net.state_dict(), meta)
+
+
+def make_config(variants: list[str], scale: int = 2, **evaluate) -> OmegaConf:
+    """The slice of params.yaml the evaluate stage reads, with conf/evaluate/default.yaml as is."""
+    ecfg = OmegaConf.load(ROOT / "conf" / "evaluate" / "default.yaml")
+    ecfg.benchmarks = {}  # the default list points at ../shared; tests name their own
+    ecfg = OmegaConf.merge(ecfg, {"device": "cpu", "threads": 1, **evaluate})
+    return OmegaConf.create({
+        "variants": list(variants),
+        "logger": {"experiment": "gensr-test", "connect_timeout_s": 5},
+        "degradation": {"kind": "bicubic", "scale": scale},
+        "data": {"channels": 3, "out_dir": "data/prepared", "max_pixels": 10_000_000},
+        "evaluate": ecfg,
+    })
+
+
+def training_run(tracking_db: Path, variant: str, experiment: str = "gensr-test") -> str:
+    """A finished run as the train stage would leave it; artifacts kept under the temp folder."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tracking_db}")
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(
+        experiment, artifact_location=(tracking_db.parent / "mlartifacts").as_uri())
+    run = client.create_run(exp_id, run_name=variant, tags={"gensr.variant": variant})
+    client.log_metric(run.info.run_id, "val/psnr_y", 30.0)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id

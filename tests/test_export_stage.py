@@ -1,0 +1,140 @@
+"""The export stage end to end on a tiny project: validation report, shipping rules, MLflow registry."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from export_helpers import make_prepared, save_small_model
+
+from gensr.config import compose
+from gensr.export import runtime
+from gensr.export.stage import ExportValidationError, run_stage
+from gensr.export.validate import to_nchw
+from gensr.io import read_image
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ["ae"]  # a small ConvAutoencoder saved as variant "ae"
+FAST = [
+    f"variants=[{','.join(VARIANTS)}]",
+    "export.speed.shape=[1,32,32]", "export.speed.warmup=1", "export.speed.repeats=2",
+    "export.calibration.patches=8", "export.calibration.patch_size=16",
+    "export.tiling_check.tile=16", "export.tiling_check.overlap=4",
+]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    make_prepared(root)
+    for i, v in enumerate(VARIANTS):
+        save_small_model(root, v, seed=i)
+    (root / "reports").mkdir()
+    (root / "reports" / "champion.json").write_text(json.dumps({"variant": "ae", "psnr_y": 30.0, "set": "test"}))
+    # A stale int8 file from an earlier run must disappear when int8 is rejected now.
+    stale = root / "exports" / "models" / "ae" / "model.int8.onnx"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(project):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    # fp16 forced to ship and int8 forced to be rejected, so both branches of the rule run.
+    cfg = compose([*FAST, "export.fp16_max_psnr_drop_db=100", "export.int8_max_psnr_drop_db=-100"], root=ROOT)
+    try:
+        yield run_stage(cfg, project), project
+    finally:
+        mp.undo()
+
+
+def test_report_records_parity_speed_and_providers(exported):
+    report, root = exported
+    on_disk = json.loads((root / "exports" / "validation.json").read_text(), parse_constant=pytest.fail)
+    assert on_disk["variants"].keys() == set(VARIANTS)
+    for v in VARIANTS:
+        entry = on_disk["variants"][v]
+        assert entry["shipped"] and entry["providers"] == ["CPUExecutionProvider"]
+        cases = entry["parity"]["cases"]
+        # 4 shapes x batch 1 and 2, plus each test image at full size.
+        assert {"random_b1_17x23", "random_b2_256x384", "test_img0", "test_img1"} <= cases.keys()
+        assert len(cases) == 4 * 2 + 2
+        assert all(c["max_abs_diff"] <= 1e-4 and c["passed"] for c in cases.values())
+        assert cases["random_b2_123x77"]["shape"] == [2, 3, 123, 77]
+        speed = entry["speed"]
+        assert speed["onnxruntime"]["latency_ms"] > 0 and speed["torch_eager"]["mpix_per_s"] > 0
+        assert entry["psnr_y"] == pytest.approx(entry["psnr_y_torch"], abs=1e-3)
+        assert 0 <= entry["tiling_max_diff_8bit"] < 255  # measured; the seam itself is tested in test_upscale
+
+
+def test_lighter_models_follow_the_psnr_rule(exported):
+    report, root = exported
+    folder = root / "exports" / "models" / "ae"
+    fp16, int8 = report["variants"]["ae"]["fp16"], report["variants"]["ae"]["int8"]
+    assert fp16["shipped"] and (folder / "model.fp16.onnx").is_file()
+    assert np.isfinite(fp16["psnr_y_drop_db"]) and fp16["speed"]["latency_ms"] > 0
+    assert not int8["shipped"] and "PSNR-Y drop" in int8["rejected"]
+    assert not (folder / "model.int8.onnx").exists()  # rejected: not shipped, stale file removed
+    assert np.isfinite(int8["psnr_y_drop_db"]) and int8["speed"]["mpix_per_s"] > 0
+    meta = runtime.read_metadata(runtime.make_session(folder / "model.fp16.onnx", ["CPUExecutionProvider"]))
+    assert meta["precision"] == "fp16" and meta["scale"] == 2
+    onnx.checker.check_model(onnx.load(folder / "model.onnx"), full_check=True)
+
+
+def test_registry_round_trip_loads_the_champion(exported):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from gensr.export import registry
+
+    report, root = exported
+    uri = report["registry"]["champion_uri"]
+    assert uri == "models:/gensr-x2-ae@champion"
+    lr = read_image(root / "data" / "prepared" / "test" / "lr" / "img0.png")
+    shipped_path = root / "exports" / "models" / "ae" / "model.onnx"
+    expected = runtime.run(runtime.make_session(shipped_path, ["CPUExecutionProvider"]), to_nchw(lr))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    try:
+        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+        loaded = mlflow.onnx.load_model(uri)
+        session = runtime.make_session(loaded.SerializeToString(), ["CPUExecutionProvider"])
+        assert runtime.read_metadata(session)["variant"] == "ae"
+        np.testing.assert_array_equal(runtime.run(session, to_nchw(lr)), expected)
+        predicted = mlflow.pyfunc.load_model(uri).predict(to_nchw(lr))
+        np.testing.assert_allclose(np.asarray(predicted["sr"]), expected, atol=1e-6)
+        client = MlflowClient()
+        run_id = report["registry"]["models"]["ae"]["run_id"]
+        assert report["registry"]["models"]["ae"]["new_run"]  # model.pt had no run id: run named "ae"
+        assert client.get_run(run_id).info.run_name == "ae"
+        assert client.get_run(run_id).data.metrics["export/parity_max_abs_diff"] <= 1e-4
+        # A new champion of the same scale takes the alias away from the old one.
+        exp_id = client.get_experiment_by_name("gensr").experiment_id
+        other = registry.log_and_register(shipped_path, {"variant": "vae", "scale": 2, "channels": 3}, exp_id)
+        assert registry.set_champion(2, "vae", other["version"], ["ae", "vae"]) == "models:/gensr-x2-vae@champion"
+        assert "champion" not in client.get_registered_model("gensr-x2-ae").aliases
+        assert str(client.get_model_version_by_alias("gensr-x2-vae", "champion").version) == other["version"]
+    finally:
+        mp.undo()
+
+
+def test_parity_failure_ships_nothing_and_names_shape_and_difference(project, tmp_path):
+    root = tmp_path / "p"
+    shutil.copytree(project / "data", root / "data")
+    shutil.copytree(project / "models" / "ae", root / "models" / "ae")
+    (root / "exports" / "models" / "ae").mkdir(parents=True)
+    (root / "exports" / "models" / "ae" / "model.onnx").write_bytes(b"stale")
+    # A negative bound no real difference can meet: exercises the failure path of the stage.
+    cfg = compose([*FAST, "variants=[ae]", "export.max_abs_diff=-1", "export.register=false"], root=ROOT)
+    with pytest.raises(ExportValidationError) as err:
+        run_stage(cfg, root)
+    assert "variant ae" in str(err.value) and "[1, 3, 17, 23]" in str(err.value)
+    assert "max |ORT - torch| =" in str(err.value)
+    assert not (root / "exports" / "models" / "ae" / "model.onnx").exists()
+    report = json.loads((root / "exports" / "validation.json").read_text())
+    assert report["variants"]["ae"]["shipped"] is False and "registry" not in report

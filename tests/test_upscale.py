@@ -1,0 +1,190 @@
+"""The production upscaler: tiling seams, memory, input kinds, bad models/images, no torch."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from export_helpers import SMALL_AE, LocalSR, export_file, smooth_image
+from hydra.utils import instantiate
+from PIL import Image
+
+from gensr.cli import main as cli
+from gensr.export import runtime
+from gensr.upscale import SRModel, _ramps, tile_spans, upscale_array, upscale_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """An RGB x2 model with a stride-2 latent (the real `ae` architecture, small) and a grey x3 one."""
+    import torch
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("models")
+    rgb = export_file(instantiate({**SMALL_AE, "scale": 2, "channels": 3}), d / "rgb_x2.onnx", "ae", 2, 3)
+    grey = export_file(LocalSR(scale=3, channels=1), d / "grey_x3.onnx", "local", 3, 1)
+    return {"rgb": rgb, "grey": grey}
+
+
+@pytest.fixture(scope="module")
+def rgb_model(models):
+    return SRModel(models["rgb"], ["CPUExecutionProvider"], threads=2)
+
+
+def test_tiles_cover_with_overlap_aligned_starts_and_unit_weights():
+    for length in (1, 40, 64, 65, 100, 150, 257, 1000):
+        spans = tile_spans(length, 64, 16)
+        assert spans[0][0] == 0 and sum(spans[-1]) == length
+        assert all(a % 8 == 0 for a, _ in spans)  # stride-2/4/8 nets see the image's sampling phase
+        assert all(sum(spans[i]) - spans[i + 1][0] >= 16 for i in range(len(spans) - 1))
+        total = np.zeros(length * 2)
+        for (a, _), w in zip(spans, _ramps(spans, length, 2)):
+            total[a * 2 : a * 2 + len(w)] += w
+        np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def test_seam_tiled_equals_untiled_within_one_level(rgb_model):
+    img = smooth_image(np.random.default_rng(1), 150, 200).astype(np.float32) / 255
+    assert len(tile_spans(150, 64, 16)) > 1 and len(tile_spans(200, 64, 16)) > 2
+    full = np.clip(upscale_array(rgb_model, img, 2, tile=0), 0, 1)
+    tiled = np.clip(upscale_array(rgb_model, img, 2, tile=64, overlap=16), 0, 1)
+    assert np.abs(tiled - full).max() <= 1 / 255
+    # The check has teeth: with this model, abutting tiles without overlap leave visible seams.
+    hard = np.zeros_like(full)
+    for y in range(0, 150, 64):
+        for x in range(0, 200, 64):
+            tile = img[y : y + 64, x : x + 64].transpose(2, 0, 1)[None]
+            sr = rgb_model(np.ascontiguousarray(tile))[0].transpose(1, 2, 0)
+            hard[2 * y : 2 * y + sr.shape[0], 2 * x : 2 * x + sr.shape[1]] = sr
+    assert np.abs(np.clip(hard, 0, 1) - full).max() > 3 / 255
+
+
+def test_cli_seam_on_saved_pngs(models, tmp_path):
+    src = tmp_path / "in" / "photo.png"
+    src.parent.mkdir()
+    Image.fromarray(smooth_image(np.random.default_rng(2), 90, 130)).save(src)
+    for tile in (0, 40):
+        assert cli(["upscale", str(src), "-o", str(tmp_path / f"t{tile}"), "--model", str(models["rgb"]),
+                    "--tile", str(tile), "--overlap", "16"]) == 0
+    a = np.asarray(Image.open(tmp_path / "t0" / "photo.png"), np.int16)
+    b = np.asarray(Image.open(tmp_path / "t40" / "photo.png"), np.int16)
+    assert a.shape == (180, 260, 3) and np.abs(a - b).max() <= 1
+    assert sorted(p.name for p in (tmp_path / "t40").iterdir()) == ["photo.png"]  # no temp files left
+
+
+def test_peak_memory_bounded_on_4k_output(rgb_model, tmp_path):
+    src, dst = tmp_path / "hd.png", tmp_path / "out" / "hd.png"
+    Image.fromarray(smooth_image(np.random.default_rng(3), 1080, 1920)).save(src)
+    accumulator = 2160 * 3840 * 3 * 4  # the float32 output: the one full-size buffer allowed
+    tracemalloc.start()
+    try:
+        upscale_file(rgb_model, src, dst, tile=256, overlap=16, max_pixels=None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert Image.open(dst).size == (3840, 2160)
+    assert peak < 1.5 * accumulator, f"peak {peak / 1e6:.0f} MB vs accumulator {accumulator / 1e6:.0f} MB"
+
+
+def test_grey_rgba_and_16bit_inputs(models, tmp_path):
+    rng = np.random.default_rng(4)
+    rgb = smooth_image(rng, 20, 30)
+    grey8 = rgb[:, :, 0]
+    alpha = np.tile(np.linspace(0, 255, 30).astype(np.uint8), (20, 1))
+    ins = tmp_path / "in"
+    ins.mkdir()
+    Image.fromarray(grey8).save(ins / "grey.png")
+    Image.fromarray(np.dstack([rgb, alpha])).save(ins / "rgba.png")
+    Image.fromarray(grey8.astype(np.uint16) * 257).save(ins / "grey16.png")  # 16-bit PNG (I;16)
+    out = tmp_path / "out"
+    assert cli(["upscale", str(ins), "-o", str(out), "--model", str(models["rgb"])]) == 0
+    grey_out, grey16_out = Image.open(out / "grey.png"), Image.open(out / "grey16.png")
+    assert grey_out.mode == "L" and grey_out.size == (60, 40)  # grey in, grey out
+    assert grey16_out.mode == "L"  # 16-bit in: same picture, written as 8-bit
+    assert np.abs(np.asarray(grey16_out, int) - np.asarray(grey_out, int)).max() <= 1
+    rgba_out = Image.open(out / "rgba.png")
+    assert rgba_out.mode == "RGBA" and rgba_out.size == (60, 40)
+    expected_alpha = np.asarray(Image.fromarray(alpha).resize((60, 40), Image.Resampling.BICUBIC))
+    np.testing.assert_array_equal(np.asarray(rgba_out)[:, :, 3], expected_alpha)
+    # A 1-channel model takes grey input (scale 3 from its metadata)...
+    assert cli(["upscale", str(ins / "grey.png"), "-o", str(tmp_path / "g"), "--model", str(models["grey"])]) == 0
+    assert Image.open(tmp_path / "g" / "grey.png").size == (90, 60)
+
+
+def test_bad_images_fail_alone_with_clear_messages(models, tmp_path, capsys):
+    ins = tmp_path / "in"
+    ins.mkdir()
+    Image.fromarray(smooth_image(np.random.default_rng(5), 16, 16)).save(ins / "a_good.png")
+    (ins / "b_text.png").write_text("not an image")
+    (ins / "c_empty.png").write_bytes(b"")
+    Image.fromarray(smooth_image(np.random.default_rng(6), 40, 40)).save(ins / "d_big.png")
+    args = [str(ins / n) for n in ("a_good.png", "b_text.png", "c_empty.png", "d_big.png", "e_missing.png")]
+    code = cli(["upscale", *args, "-o", str(tmp_path / "out"), "--model", str(models["rgb"]),
+                "--max-pixels", "1000"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (tmp_path / "out" / "a_good.png").is_file()  # the good one still went through
+    assert "b_text.png: not an image" in err and "c_empty.png: zero-byte file" in err
+    assert "d_big.png: 40x40 = 1600 pixels exceeds the limit of 1000" in err
+    assert "e_missing.png: file does not exist" in err and "4 failed" in err
+    # Colour into a 1-channel model: refused by name, not silently turned grey.
+    code = cli(["upscale", str(ins / "a_good.png"), "-o", str(tmp_path / "g"), "--model", str(models["grey"])])
+    assert code == 1 and "a_good.png: wrong channel count" in capsys.readouterr().err
+
+
+def _bad_models(models, d: Path) -> dict[str, tuple[Path, str]]:
+    good = models["rgb"].read_bytes()
+    (d / "corrupt.onnx").write_bytes(good[: len(good) // 3])
+    (d / "random.onnx").write_bytes(os.urandom(2048))
+    Image.new("RGB", (4, 4)).save(d / "picture.png")
+    plain = onnx.load(models["rgb"])
+    del plain.metadata_props[:]
+    onnx.save(plain, d / "plain.onnx")
+    lying = onnx.load(models["rgb"])
+    for p in lying.metadata_props:
+        if p.key == "channels":
+            p.value = "1"
+    onnx.save(lying, d / "lying.onnx")
+    return {
+        "corrupt": (d / "corrupt.onnx", "not a loadable ONNX model"),
+        "random": (d / "random.onnx", "not a loadable ONNX model"),
+        "not onnx": (d / "picture.png", "not a loadable ONNX model"),
+        "missing": (d / "nope.onnx", "model file does not exist"),
+        "no metadata": (d / "plain.onnx", "no gensr metadata"),
+        "wrong channels": (d / "lying.onnx", "metadata says 1 channels but the graph input has 3"),
+    }
+
+
+def test_bad_model_files_are_refused_clearly(models, tmp_path, capsys):
+    img = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(img)
+    for case, (path, message) in _bad_models(models, tmp_path).items():
+        code = cli(["upscale", str(img), "-o", str(tmp_path / "out"), "--model", str(path)])
+        err = capsys.readouterr().err
+        assert code == 2 and str(path) in err and message in err, (case, err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_upscaler_runs_with_torch_lightning_and_mlflow_unimportable(models, tmp_path):
+    img = tmp_path / "x.png"
+    Image.fromarray(smooth_image(np.random.default_rng(7), 12, 10)).save(img)
+    blocked = ["torch", "lightning", "pytorch_lightning", "mlflow", "hydra", "omegaconf", "onnx", "scipy"]
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None  # any import of these now raises ImportError\n"
+        "from gensr.cli import main\n"
+        f"rc = main(['upscale', {str(img)!r}, '-o', {str(tmp_path / 'out')!r}, '--model', {str(models['rgb'])!r}])\n"
+        f"assert not [m for m in sys.modules if m.split('.')[0] in {blocked!r} and sys.modules[m] is not None]\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "out" / "x.png").size == (20, 24)
+    assert "CPUExecutionProvider" in proc.stdout
