@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import subprocess
 import sys
@@ -39,10 +40,10 @@ def photo_folder(args: argparse.Namespace) -> Path | None:
     return args.cache
 
 
-def cpu_seconds() -> float:
-    """User + system CPU time of this process and its finished children (the pool's workers)."""
+def cpu_seconds() -> tuple[float, float]:
+    """User + system CPU time of this process and of its finished children (the pool's workers)."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 def main() -> int:
@@ -62,17 +63,19 @@ def main() -> int:
     for n in args.workers:
         with tempfile.TemporaryDirectory(prefix="gensr-bench-") as tmp:
             cfg = compose([*base, f"data.workers={n}", f"data.out_dir={tmp}/prepared"], root=ROOT)
-            cpu0 = cpu_seconds()
+            own0, kids0 = cpu_seconds()
             s = prepare(cfg, ROOT)
-            cpu = cpu_seconds() - cpu0
+            own1, kids1 = cpu_seconds()
         images = sum(s["counts"].values())
         rates[n] = s["hr_megapixels"] / s["seconds"]
-        # CPU-seconds / (wall x workers) < 1 means the workers waited: other load on the machine
-        # (or the serial part: listing, hashing, worker start-up, manifests).
+        cpu, main_cpu = own1 - own0 + kids1 - kids0, own1 - own0
+        # CPU-s / (wall x workers) well below 100% means the workers waited for a core: other load
+        # on the machine (Linux autogroup gives each busy session one share, however many workers).
         print(
             f"workers={n}: {images} photos, {s['hr_megapixels']:.1f} HR megapixels in "
             f"{s['seconds']:.1f} s = {rates[n]:.2f} MP/s (x{cfg.degradation.scale} {cfg.degradation.kind}); "
-            f"{cpu:.1f} CPU-s, {cpu / (s['seconds'] * n):.0%} of {n} core(s) busy"
+            f"{cpu:.1f} CPU-s ({main_cpu:.1f} in the main process), {cpu / (s['seconds'] * n):.0%} of "
+            f"{n} core(s) busy; load average {os.getloadavg()[0]:.1f}"
         )
     if 1 in rates and 2 in rates:
         print(f"2 workers vs 1: {rates[2] / rates[1]:.2f}x (target >= 1.7)")

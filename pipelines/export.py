@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
         return 1
     for variant, entry in report["variants"].items():
         lighter = ", ".join(f"{k} {'shipped' if entry[k]['shipped'] else 'rejected'} "
-                            f"(-{entry[k]['psnr_y_drop_db']:.3f} dB)" for k in ("fp16", "int8"))
+                            f"(PSNR-Y drop {entry[k]['psnr_y_drop_db']:+.3f} dB)" for k in ("fp16", "int8"))
         log.info("%s: parity max|diff| %.2e, PSNR-Y %.3f dB, ORT %.1f ms vs torch %.1f ms; %s",
                  variant, entry["parity"]["max_abs_diff"], entry["psnr_y"],
                  entry["speed"]["onnxruntime"]["latency_ms"], entry["speed"]["torch_eager"]["latency_ms"], lighter)

@@ -41,6 +41,10 @@ def test_every_variant_has_a_config():
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_forward_shapes_backward_finite(variant, scale, channels):
     net = _net(variant, scale, channels).train()
+    with torch.no_grad():  # zero-initialised output convs block gradients only until step one
+        for p in net.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.01)
     assert (net.scale, net.channels) == (scale, channels)
     total = 0.0
     for h, w in ODD_SIZES:
@@ -70,6 +74,19 @@ def test_latent_interface(variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+def test_untrained_residual_nets_start_at_bicubic(variant):
+    """A global-residual net's learned branch starts at zero: before training it *is* its
+    (bicubic-initialised) upsample of the input, so training starts from the bicubic baseline."""
+    net = _net(variant, scale=3).eval()
+    skip = getattr(net, "skip_up", None)
+    if skip is None:
+        pytest.skip(f"{variant}: no global residual")
+    lr = torch.rand(1, 3, 8, 10)
+    with torch.no_grad():
+        assert torch.allclose(net(lr), skip(lr), atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_few_steps_reduce_l1(variant):
     """A few Adam steps on one fixed batch cut the L1 loss: gradients flow end to end.
 
@@ -82,14 +99,14 @@ def test_few_steps_reduce_l1(variant):
     hr = 0.25 + 0.5 * lr.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     losses = []
-    for _ in range(10):
+    for _ in range(25):
         loss = (net(lr) - hr).abs().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert losses[-1] < 0.8 * losses[0], losses
+    assert losses[-1] < 0.85 * losses[0], losses
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -168,3 +185,13 @@ def test_upsample_blocks_match_reference_resizes(scale):
     inner = (slice(3 * scale, -3 * scale),) * 2
     assert np.abs(ours - imresize(img, scale))[inner].max() < 1e-5
     assert torch.equal(nearest_upsample(x, scale), x.repeat_interleave(scale, -2).repeat_interleave(scale, -1))
+
+
+def test_plain_autoencoder_without_global_residual():
+    from gensr.archs import ConvAutoencoder
+
+    net = ConvAutoencoder(scale=3, channels=1, features=8, latent=4, global_residual=False, long_skip=False)
+    assert net.skip_up is None
+    sr, z = net.encode_decode(torch.rand(2, 1, 7, 9))
+    assert sr.shape == (2, 1, 21, 27) and z.shape == (2, 4, 4, 5)
+    assert torch.isfinite(sr).all()

@@ -15,7 +15,7 @@ from torch import nn
 from gensr.config import compose
 from gensr.export import runtime
 from gensr.export.onnx_export import ClampedSR, ExportError, export_onnx
-from gensr.export.validate import ort_runner, parity, random_inputs, torch_runner
+from gensr.export.validate import ort_runner, outputs, parity, random_inputs, torch_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_CONFS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
@@ -46,7 +46,8 @@ def test_every_model_config_exports_and_matches_torch(model_conf, export_cfg):
         session = runtime.make_session(proto.SerializeToString(), ["CPUExecutionProvider"], threads=2)
         assert session.get_providers() == ["CPUExecutionProvider"]
         inputs = random_inputs([(17, 23)], [2], channels, seed=1) | random_inputs([(123, 77)], [1], channels, seed=2)
-        result = parity(torch_runner(ClampedSR(net).eval()), ort_runner(session), inputs,
+        torch_out = outputs(torch_runner(ClampedSR(net).eval()), inputs)
+        result = parity(inputs, torch_out, outputs(ort_runner(session), inputs),
                         export_cfg.max_abs_diff, export_cfg.min_psnr_db)
         for name, case in result["cases"].items():
             n, c, h, w = case["shape"]
@@ -89,6 +90,6 @@ def test_bicubic_resize_is_refused():
 
 def test_parity_reports_shape_and_difference():
     x = {"random_b1_5x7": np.zeros((1, 3, 5, 7), np.float32)}
-    result = parity(lambda a: a, lambda a: a + 1e-3, x, max_abs_diff=1e-4, min_psnr_db=60)
+    result = parity(x, x, {k: v + 1e-3 for k, v in x.items()}, max_abs_diff=1e-4, min_psnr_db=60)
     assert not result["passed"]
     assert "[1, 3, 5, 7]" in result["failures"][0] and "0.001" in result["failures"][0]

@@ -130,7 +130,8 @@ def test_parity_failure_ships_nothing_and_names_shape_and_difference(project, tm
     (root / "exports" / "models" / "ae").mkdir(parents=True)
     (root / "exports" / "models" / "ae" / "model.onnx").write_bytes(b"stale")
     # A negative bound no real difference can meet: exercises the failure path of the stage.
-    cfg = compose([*FAST, "variants=[ae]", "export.max_abs_diff=-1", "export.register=false"], root=ROOT)
+    cfg = compose([*FAST, "variants=[ae]", "export.max_abs_diff=-1", "export.register=false",
+                   "export.parity_shapes=[[17,23]]", "export.parity_batches=[1]"], root=ROOT)
     with pytest.raises(ExportValidationError) as err:
         run_stage(cfg, root)
     assert "variant ae" in str(err.value) and "[1, 3, 17, 23]" in str(err.value)

@@ -15,7 +15,6 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from gensr.cli import main as cli
-from gensr.export import runtime
 from gensr.upscale import SRModel, _ramps, tile_spans, upscale_array, upscale_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,17 +78,30 @@ def test_cli_seam_on_saved_pngs(models, tmp_path):
     assert sorted(p.name for p in (tmp_path / "t40").iterdir()) == ["photo.png"]  # no temp files left
 
 
-def test_peak_memory_bounded_on_4k_output(rgb_model, tmp_path):
+class NearestX2:
+    """Stands in for the network in the memory test: tracemalloc sees numpy's allocations (the
+    upscaler's buffers), not onnxruntime's, so the network's cost is irrelevant here and the test
+    stays fast. The real ONNX path through upscale_file is covered by the other tests."""
+
+    scale, channels = 2, 3
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return x.repeat(2, axis=2).repeat(2, axis=3)
+
+
+def test_peak_memory_bounded_on_4k_output(tmp_path):
     src, dst = tmp_path / "hd.png", tmp_path / "out" / "hd.png"
     Image.fromarray(smooth_image(np.random.default_rng(3), 1080, 1920)).save(src)
     accumulator = 2160 * 3840 * 3 * 4  # the float32 output: the one full-size buffer allowed
     tracemalloc.start()
     try:
-        upscale_file(rgb_model, src, dst, tile=256, overlap=16, max_pixels=None)
+        upscale_file(NearestX2(), src, dst, tile=256, overlap=16, max_pixels=None)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert Image.open(dst).size == (3840, 2160)
+    # Untiled inference alone would hold the NCHW output, its HWC copy and float64 quantisation
+    # temporaries (> 4x the accumulator); tiles + in-place quantisation stay near 1x.
     assert peak < 1.5 * accumulator, f"peak {peak / 1e6:.0f} MB vs accumulator {accumulator / 1e6:.0f} MB"
 
 

@@ -67,5 +67,11 @@ def load_model(
                 f"{path}: model file is for {key}={meta.get(key)!r}, but {key}={want!r} was asked for"
             )
     net = instantiate(payload["net"])
-    net.load_state_dict(payload["state_dict"])
+    try:
+        net.load_state_dict(payload["state_dict"])
+    except RuntimeError as e:  # the architecture code changed since this file was written
+        raise CheckpointMismatchError(
+            f"{path}: weights do not fit the current {payload['net'].get('_target_')} "
+            f"architecture; retrain variant {meta.get('variant')!r} ({str(e).splitlines()[0]})"
+        ) from e
     return net.eval(), meta

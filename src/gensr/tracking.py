@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from gensr.config import tracking_uri
+from gensr.config import main_repo_root, tracking_uri
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -43,5 +43,13 @@ def configure(experiment: str, root: Path | None = None, timeout_s: float = 10.0
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(timeout_s, 5))))
     mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(experiment) is None and uri.startswith("sqlite:"):
+        # MLflow's default artifact root is ./mlruns of the *current* folder; queued experiments
+        # run in temporary copies, so pin artifacts beside the shared database instead.
+        artifacts = (main_repo_root(root) / "mlartifacts").as_uri()
+        try:
+            mlflow.create_experiment(experiment, artifact_location=artifacts)
+        except mlflow.exceptions.MlflowException:
+            pass  # created meanwhile by a parallel stage
     exp = mlflow.set_experiment(experiment)
     return exp.experiment_id

@@ -149,7 +149,7 @@ def upscale_file(
 ) -> Path:
     """Upscale one image file to `dst` (PNG). Raises BadImageError naming the file on bad input."""
     # read_image first: it validates (existence, format, corruption, pixel limit) with clear errors.
-    img = read_image(src, 3, max_pixels)
+    img = read_image(src, model.channels, max_pixels)
     grey, has_alpha = _source_mode(src)
     if model.channels == 1 and not grey:
         raise BadImageError(
@@ -159,8 +159,8 @@ def upscale_file(
     alpha = None
     if has_alpha:
         img, alpha = _read_alpha_image(src, grey)
-    if model.channels == 1:
-        img = rgb_to_luma(img)[:, :, None].astype(np.float32)
+        if model.channels == 1:
+            img = rgb_to_luma(img)[:, :, None].astype(np.float32)
     out = upscale_array(model, img, model.scale, tile, overlap)
     del img  # only the output accumulator stays alive from here on
     if grey and model.channels == 3:

@@ -14,6 +14,10 @@ Generator interface (every class built from `conf/model/*.yaml` `net:`):
   reparameterisation (reconstruction + KL), `net.decode(z, lr)`, and
   `net(lr, sample=True, generator=g)` for seeded diverse outputs.
 
+Also `net.scale`, `net.channels`; nets with a global residual keep its upsample in
+`net.skip_up` (`blocks.LinearUpsample`, bicubic-initialised, learnable) and zero-initialise the
+upsampler's last conv, so an untrained net outputs exactly that interpolation.
+
 Discriminators return raw logits: `VGGDiscriminator` -> `[N, 1]`, `UNetDiscriminator` ->
 `[N, 1, H, W]`, `LatentDiscriminator(latent)` -> `[N, 1, h', w']`.
 """

@@ -55,16 +55,15 @@ class ConvAutoencoder(nn.Module):
         return self.to_latent(self.features(lr - MEAN))
 
     def encode_decode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Centre the input and add the mean back at the output (EDSR's mean shift): the net starts
-        # near mid-grey instead of near 0, which shortens training a lot for a plain AE.
+        # Centre the input; the output gets the mean back (EDSR's mean shift: the plain net starts
+        # near mid-grey instead of near 0) or, with the global residual, the upsampled input.
         feats = self.features(lr - MEAN)
         z = self.to_latent(feats)
         y = crop_like(self.from_latent(z), lr)
         if self.long_skip:
             y = torch.cat([y, feats], dim=1)
-        sr = self.upsample(self.fuse(y)) + MEAN
-        if self.skip_up is not None:
-            sr = sr + self.skip_up(lr)
+        sr = self.upsample(self.fuse(y))
+        sr = sr + (self.skip_up(lr) if self.skip_up is not None else MEAN)
         return sr, z
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:

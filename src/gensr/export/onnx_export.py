@@ -101,7 +101,7 @@ def export_onnx(net: nn.Module, meta: dict[str, Any], opset: int) -> onnx.ModelP
     dims = {0: Dim("batch", min=1, max=MAX_BATCH), 2: Dim("height", min=1, max=MAX_SIDE),
             3: Dim("width", min=1, max=MAX_SIDE)}
     # The exporter narrates every step at INFO and warns about torchvision ops it cannot register.
-    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
     levels = [lg.level for lg in quiet]
     try:
         for lg in quiet:

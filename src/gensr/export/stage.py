@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,24 @@ from omegaconf import DictConfig
 
 from gensr.checkpoint import load_model
 from gensr.export import lighten, runtime
-from gensr.export.onnx_export import ClampedSR, build_metadata, check_graph, export_onnx, set_metadata
+from gensr.export.onnx_export import (
+    ClampedSR,
+    ExportError,
+    build_metadata,
+    check_graph,
+    export_onnx,
+    set_metadata,
+)
 from gensr.export.validate import (
     benchmark,
     compare,
     load_pairs,
     ort_runner,
+    outputs,
     parity,
     random_inputs,
     split_psnr_y,
-    to_nchw,
+    split_inputs,
     torch_runner,
 )
 from gensr.io import atomic_write_bytes, atomic_write_json
@@ -58,27 +67,30 @@ def _tiling_check(session, pairs, scale: int, tile: int, overlap: int) -> float:
 
 
 def _lighter(
-    kind: str, proto: onnx.ModelProto, meta: dict, ex: DictConfig, base_psnr: float, fp32_run, pairs,
-    speed_x: np.ndarray, providers: list[str], patches: list[np.ndarray] | None,
+    kind: str, proto: onnx.ModelProto, meta: dict, ex: DictConfig, base_psnr: float, fp32_test: dict,
+    pairs, speed_x: np.ndarray, providers: list[str], patches: list[np.ndarray] | None,
 ) -> tuple[dict[str, Any], bytes | None]:
     """Build, check and measure the fp16 or int8 model; (report entry, bytes when it ships)."""
     scale = int(meta["scale"])
-    light = lighten.to_fp16(proto) if kind == "fp16" else lighten.to_int8(proto, patches, ex.calibration.method)
+    if kind == "fp16":
+        light = lighten.to_fp16(proto)
+    else:
+        light = lighten.to_int8(proto, patches, ex.calibration.method, ex.calibration.float_edge_convs)
     set_metadata(light, build_metadata(meta, ex.opset, precision=kind))
     check_graph(light, ex.opset, f"variant {meta['variant']} ({kind})")
     blob = light.SerializeToString()
     session = runtime.make_session(blob, providers)
     run = ort_runner(session)
-    psnr_val = split_psnr_y(run, pairs, scale)
+    sr = outputs(run, split_inputs(pairs))
+    psnr_val = split_psnr_y(sr, pairs, scale)
     drop = base_psnr - psnr_val
     limit = float(ex[f"{kind}_max_psnr_drop_db"])
-    diff_vs_fp32 = max(compare(fp32_run(to_nchw(lr)), run(to_nchw(lr)))[0] for _, lr, _ in pairs)
     entry = {
         "providers": session.get_providers(),
         "psnr_y": round(psnr_val, 4),
         "psnr_y_drop_db": round(drop, 4),
         "max_psnr_drop_db": limit,
-        "max_abs_diff_vs_fp32": round(diff_vs_fp32, 6),
+        "max_abs_diff_vs_fp32": round(max(compare(fp32_test[k], sr[k])[0] for k in sr), 6),
         "speed": benchmark(run, speed_x, scale, ex.speed.warmup, ex.speed.repeats),
         "shipped": bool(drop <= limit),
         **_file_info(blob),
@@ -93,19 +105,24 @@ def export_variant(
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Report entry and {precision: bytes} to ship (empty when fp32 parity failed)."""
     ex = cfg.export
-    net, meta = load_model(
-        root / ex.models_dir / variant / "model.pt", variant=variant,
-        scale=int(cfg.degradation.scale), channels=int(cfg.data.channels),
-    )
+    t0 = time.perf_counter()
+    path = root / ex.models_dir / variant / "model.pt"
+    try:
+        net, meta = load_model(path, variant=variant, scale=int(cfg.degradation.scale),
+                               channels=int(cfg.data.channels))
+    except RuntimeError as e:  # load_state_dict: weights of another version of the architecture
+        raise ExportError(f"{path}: weights do not fit the current architecture code; retrain "
+                          f"variant {variant} ({str(e).splitlines()[0]} ...)") from e
     scale, channels = int(meta["scale"]), int(meta["channels"])
     proto = export_onnx(net, meta, ex.opset)
     blob = proto.SerializeToString()
     session = runtime.make_session(blob, providers)
     torch_run, ort_run = torch_runner(ClampedSR(net).eval()), ort_runner(session)
 
-    inputs = random_inputs(ex.parity_shapes, ex.parity_batches, channels, ex.seed)
-    inputs.update({f"test_{name}": to_nchw(lr) for name, lr, _ in pairs})
-    check = parity(torch_run, ort_run, inputs, ex.max_abs_diff, ex.min_psnr_db)
+    tests = split_inputs(pairs)
+    inputs = random_inputs(ex.parity_shapes, ex.parity_batches, channels, ex.seed) | tests
+    torch_out, ort_out = outputs(torch_run, inputs), outputs(ort_run, inputs)
+    check = parity(inputs, torch_out, ort_out, ex.max_abs_diff, ex.min_psnr_db)
     entry: dict[str, Any] = {
         "scale": scale, "channels": channels, "mlflow_run_id": meta.get("mlflow_run_id"),
         "providers": session.get_providers(), "parity": check,
@@ -118,11 +135,11 @@ def export_variant(
     speed_x = np.random.default_rng(ex.seed).random((n, channels, h, w), dtype=np.float32)
     ort_speed = benchmark(ort_run, speed_x, scale, ex.speed.warmup, ex.speed.repeats)
     torch_speed = benchmark(torch_run, speed_x, scale, ex.speed.warmup, ex.speed.repeats)
-    base_psnr = split_psnr_y(ort_run, pairs, scale)
+    base_psnr = split_psnr_y(ort_out, pairs, scale)
     entry.update({
         "shipped": True,
         "psnr_y": round(base_psnr, 4),
-        "psnr_y_torch": round(split_psnr_y(torch_run, pairs, scale), 4),
+        "psnr_y_torch": round(split_psnr_y(torch_out, pairs, scale), 4),
         "tiling_max_diff_8bit": _tiling_check(session, pairs, scale, ex.tiling_check.tile, ex.tiling_check.overlap),
         "speed": {
             "input_shape": [n, channels, h, w],
@@ -134,12 +151,14 @@ def export_variant(
         **_file_info(blob),
     })
     ship = {"fp32": blob}
+    fp32_test = {k: ort_out[k] for k in tests}
     # fp16 is meant for GPU (CUDA when usable); int8 QDQ for the CPU provider.
     for kind, kind_providers, kind_patches in (("fp16", providers, None), ("int8", ["CPUExecutionProvider"], patches)):
-        sub, sub_blob = _lighter(kind, proto, meta, ex, base_psnr, ort_run, pairs, speed_x, kind_providers, kind_patches)
+        sub, sub_blob = _lighter(kind, proto, meta, ex, base_psnr, fp32_test, pairs, speed_x, kind_providers, kind_patches)
         entry[kind] = sub
         if sub_blob is not None:
             ship[kind] = sub_blob
+    entry["seconds"] = round(time.perf_counter() - t0, 1)
     return entry, ship
 
 

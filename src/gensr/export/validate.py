@@ -79,10 +79,14 @@ def compare(reference: Array, candidate: Array) -> tuple[float, float]:
     return diff, psnr(reference, candidate, peak=1.0)
 
 
+def outputs(run: Callable[[Array], Array], inputs: dict[str, Array]) -> dict[str, Array]:
+    return {name: run(x) for name, x in inputs.items()}
+
+
 def parity(
-    torch_run: Callable[[Array], Array],
-    ort_run: Callable[[Array], Array],
     inputs: dict[str, Array],
+    reference: dict[str, Array],
+    candidate: dict[str, Array],
     max_abs_diff: float,
     min_psnr_db: float,
 ) -> dict[str, Any]:
@@ -90,7 +94,7 @@ def parity(
     cases, failures = {}, []
     worst_diff, worst_psnr = 0.0, math.inf
     for name, x in inputs.items():
-        diff, p = compare(torch_run(x), ort_run(x))
+        diff, p = compare(reference[name], candidate[name])
         ok = bool(diff <= max_abs_diff and p >= min_psnr_db)
         cases[name] = {"shape": list(x.shape), "max_abs_diff": diff, "psnr_db": finite(p, 2), "passed": ok}
         worst_diff, worst_psnr = max(worst_diff, diff), min(worst_psnr, p)
@@ -108,10 +112,15 @@ def parity(
     }
 
 
-def split_psnr_y(run: Callable[[Array], Array], pairs: list[tuple[str, Array, Array]], scale: int) -> float:
-    """Mean PSNR-Y (dB) of `run` over (name, lr, hr) pairs, `scale` pixels shaved (the papers' protocol)."""
-    scores = [psnr_y(to_hwc(run(to_nchw(lr))), hr, border=scale) for _, lr, hr in pairs]
-    return float(np.mean(scores))
+def split_inputs(pairs: list[tuple[str, Array, Array]]) -> dict[str, Array]:
+    """The test split's LR images as batch-1 NCHW inputs, keyed `test_<name>`."""
+    return {f"test_{name}": to_nchw(lr) for name, lr, _ in pairs}
+
+
+def split_psnr_y(sr: dict[str, Array], pairs: list[tuple[str, Array, Array]], scale: int) -> float:
+    """Mean PSNR-Y (dB) of the SR outputs (keyed as `split_inputs`) against HR, `scale` pixels
+    shaved (the papers' protocol)."""
+    return float(np.mean([psnr_y(to_hwc(sr[f"test_{name}"]), hr, border=scale) for name, _, hr in pairs]))
 
 
 def benchmark(run: Callable[[Array], Array], x: Array, scale: int, warmup: int, repeats: int) -> dict[str, float]:

@@ -88,7 +88,7 @@ def resume_decision(root: Path, ckpt_dir: Path, eff: dict[str, Any], chash: str)
             raise FileNotFoundError(f"trainer.resume={setting}: {path} does not exist")
         return None, None
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
         if explicit:
             raise ValueError(f"{path}: not a loadable checkpoint ({e})") from e
@@ -106,10 +106,14 @@ def resume_decision(root: Path, ckpt_dir: Path, eff: dict[str, Any], chash: str)
             raise CheckpointMismatchError(f"{path}: refusing to resume: {problem}")
         say(f"[{eff['variant']}] not resuming {path}: {problem}; starting fresh")
         return None, None
-    if info.get("config_hash") != chash and not explicit:
-        say(f"[{eff['variant']}] not resuming {path}: the config changed since it was written "
-            f"(config hash {info.get('config_hash')} -> {chash}); starting fresh")
-        return None, None
+    if info.get("config_hash") != chash:
+        if explicit:
+            say(f"[{eff['variant']}] note: {path} was written with another config "
+                f"(hash {info.get('config_hash')}, now {chash}); resuming it as asked")
+        else:
+            say(f"[{eff['variant']}] not resuming {path}: the config changed since it was written "
+                f"(config hash {info.get('config_hash')} -> {chash}); starting fresh")
+            return None, None
     if int(info.get("iteration", 0)) >= int(info.get("total_steps", 0)):
         say(f"[{eff['variant']}] {path} is of a finished run ({info.get('iteration')} steps); starting fresh")
         return None, None
@@ -122,8 +126,13 @@ def _quiet_lightning() -> None:
     import logging
     import warnings
 
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage())
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(getattr(f, "gensr", False) for f in log.filters):
+        def no_ads(record: logging.LogRecord) -> bool:
+            return "litlogger" not in record.getMessage()
+
+        no_ads.gensr = True
+        log.addFilter(no_ads)
     for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*exists and is not empty.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
