@@ -35,7 +35,7 @@ def test_queued_experiment_copy_logs_into_the_checkout(tmp_path, monkeypatch):
     uri = prepare_tracking("gensr", 5, root=copy)
     assert uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     exp = MlflowClient(uri).get_experiment_by_name("gensr")
-    assert exp.artifact_location == (tmp_path / "mlruns").as_uri()
+    assert exp.artifact_location == (tmp_path / "mlruns" / "gensr").as_uri()
     assert not (copy / "mlflow.db").exists()
 
 
@@ -87,7 +87,7 @@ def test_dvc_queue_sweep_lands_in_one_database(tmp_path):
     runs = client.search_runs([exp.experiment_id])
     lrs = sorted(float(r.data.params["model.optim.optimizer.lr"]) for r in runs if r.info.run_name == "ae")
     assert lrs == [1e-3, 1e-3, 3e-3], lrs  # the baseline and the two queued experiments
-    assert exp.artifact_location == (proj / "mlruns").as_uri()
+    assert exp.artifact_location == (proj / "mlruns" / "gensr").as_uri()
     assert not list((proj / ".dvc" / "tmp").rglob("mlflow.db"))
 
 

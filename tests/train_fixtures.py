@@ -75,6 +75,10 @@ def tiny_overrides(variant: str, steps: int = 4, interval: int = 2) -> list[str]
             "datamodule.val_max_side=48", "logger.image_every_n_epochs=1", "trainer.log_every_n_steps=1"]
     if "init_from" in m:
         out.append(f"models.{variant}.init_from=null")
+    if "d_warmup_steps" in m:  # adversarial terms on from the first step
+        out.append(f"models.{variant}.d_warmup_steps=0")
+    if "kl_warmup_steps" in m:
+        out.append(f"models.{variant}.kl_warmup_steps=2")
     return out
 
 

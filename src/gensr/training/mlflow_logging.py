@@ -60,7 +60,7 @@ def prepare_tracking(experiment: str, timeout_s: float, root: Path | None = None
     if uri.startswith("sqlite:"):
         client = MlflowClient(uri)
         if client.get_experiment_by_name(experiment) is None:
-            artifacts = (main_repo_root(root) / "mlruns").as_uri()
+            artifacts = (main_repo_root(root) / "mlruns" / experiment).as_uri()
             try:
                 client.create_experiment(experiment, artifact_location=artifacts)
             except Exception:  # created concurrently by another process: fine
