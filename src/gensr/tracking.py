@@ -46,7 +46,7 @@ def configure(experiment: str, root: Path | None = None, timeout_s: float = 10.0
     if mlflow.get_experiment_by_name(experiment) is None and uri.startswith("sqlite:"):
         # MLflow's default artifact root is ./mlruns of the *current* folder; queued experiments
         # run in temporary copies, so pin artifacts beside the shared database instead.
-        artifacts = (main_repo_root(root) / "mlartifacts").as_uri()
+        artifacts = (main_repo_root(root) / "mlruns" / experiment).as_uri()
         try:
             mlflow.create_experiment(experiment, artifact_location=artifacts)
         except mlflow.exceptions.MlflowException:

@@ -198,7 +198,7 @@ class SRLightningBase(L.LightningModule):
             results["val/bicubic_psnr_y"] = dm.bicubic_psnr_y
             results["val/bicubic_ssim_y"] = dm.bicubic_ssim_y
             results["val/delta_psnr_y"] = psnr - dm.bicubic_psnr_y
-        if not math.isfinite(psnr):
+        if math.isnan(psnr):  # inf is fine (a perfect image); NaN means the network produced NaN
             raise NonFiniteLossError(f"{self.variant}: validation PSNR-Y is {psnr} at step {self.iteration}")
         self.val_results = results
         # Every process scores all validation images, so the values agree; sync_dist only averages
