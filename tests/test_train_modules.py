@@ -93,3 +93,19 @@ def test_schedule_warmup_then_cosine():
 def test_plain_hparams_roundtrip(project):
     module, _, eff = build(project, "gan")
     assert module.hparams["discriminator"] == plain(eff["model"]["discriminator"])
+
+
+def test_variant_must_be_named_and_known(project):
+    with pytest.raises(ValueError, match="choose a variant"):
+        effective_config(compose([], root=project))
+    with pytest.raises(ValueError, match="variant='nope' is not one of models"):
+        effective_config(compose(["variant=nope"], root=project))
+
+
+def test_channels_last_training_step(project):
+    # The GPU profile's NHWC path (channels_last) runs on the CPU too.
+    module, dm, eff = build(project, "ae_res")
+    module = instantiate(eff["model"], _recursive_=False, variant="ae_res", scale=2, channels=3,
+                         total_steps=4, clip_val=1.0, channels_last=True).to(memory_format=torch.channels_last)
+    fast_dev_run(module, dm)
+    assert math.isfinite(module.val_results["val/psnr_y"])

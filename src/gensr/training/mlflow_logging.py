@@ -17,7 +17,7 @@ from typing import Any
 
 import lightning as L
 
-from gensr.config import main_repo_root, tracking_uri
+from gensr.config import tracking_uri
 
 
 def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
@@ -49,25 +49,13 @@ def git_commit(root: Path) -> str:
 
 
 def prepare_tracking(experiment: str, timeout_s: float, root: Path | None = None) -> str:
-    """Fail fast on an unreachable server (gensr.tracking), and create the experiment with its
-    artifacts beside the checkout's SQLite database — never inside a queued experiment's
-    temporary copy, which DVC deletes. Returns the tracking URI."""
-    from mlflow.tracking import MlflowClient
-
+    """Fail fast on an unreachable server and create the experiment with its artifacts beside the
+    checkout's SQLite database, never inside a queued experiment's temporary copy (gensr.tracking).
+    Returns the tracking URI."""
     from gensr.tracking import configure
 
-    uri = tracking_uri(root)
-    if uri.startswith("sqlite:"):
-        client = MlflowClient(uri)
-        if client.get_experiment_by_name(experiment) is None:
-            artifacts = (main_repo_root(root) / "mlruns" / experiment).as_uri()
-            try:
-                client.create_experiment(experiment, artifact_location=artifacts)
-            except Exception:  # created concurrently by another process: fine
-                if client.get_experiment_by_name(experiment) is None:
-                    raise
     configure(experiment, root, timeout_s)
-    return uri
+    return tracking_uri(root)
 
 
 def existing_run(uri: str, run_id: str | None) -> str | None:
