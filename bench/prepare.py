@@ -46,6 +46,34 @@ def cpu_seconds() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 
 
+def throughput(folder: Path | None, workers: list[int], overrides: list[str] = (),
+               say=print) -> list[tuple[int, float]]:
+    """(workers, HR megapixels/s) per run of the real prepare stage, each into a temporary folder
+    (`folder` None: the embedded photos). bench/speed.py calls this too."""
+    base = list(overrides)
+    if folder is not None:
+        base += ["data=folder", f"data.folder={Path(folder).resolve()}"]
+    rates = []
+    for n in workers:
+        with tempfile.TemporaryDirectory(prefix="gensr-bench-") as tmp:
+            cfg = compose([*base, f"data.workers={n}", f"data.out_dir={tmp}/prepared"], root=ROOT)
+            own0, kids0 = cpu_seconds()
+            s = prepare(cfg, ROOT)
+            own1, kids1 = cpu_seconds()
+        images = sum(s["counts"].values())
+        rates.append((n, s["hr_megapixels"] / s["seconds"]))
+        cpu, main_cpu = own1 - own0 + kids1 - kids0, own1 - own0
+        # CPU-s / (wall x workers) well below 100% means the workers waited for a core: other load
+        # on the machine (Linux autogroup gives each busy session one share, however many workers).
+        say(
+            f"workers={n}: {images} photos, {s['hr_megapixels']:.1f} HR megapixels in "
+            f"{s['seconds']:.1f} s = {rates[-1][1]:.2f} MP/s (x{cfg.degradation.scale} {cfg.degradation.kind}); "
+            f"{cpu:.1f} CPU-s ({main_cpu:.1f} in the main process), {cpu / (s['seconds'] * n):.0%} of "
+            f"{n} core(s) busy; load average {os.getloadavg()[0]:.1f}"
+        )
+    return rates
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folder", type=Path, help="photos to prepare (default: the 40 shared photos)")
@@ -55,28 +83,7 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    folder = photo_folder(args)
-    base = list(args.overrides)
-    if folder is not None:
-        base += ["data=folder", f"data.folder={folder.resolve()}"]
-    rates = {}
-    for n in args.workers:
-        with tempfile.TemporaryDirectory(prefix="gensr-bench-") as tmp:
-            cfg = compose([*base, f"data.workers={n}", f"data.out_dir={tmp}/prepared"], root=ROOT)
-            own0, kids0 = cpu_seconds()
-            s = prepare(cfg, ROOT)
-            own1, kids1 = cpu_seconds()
-        images = sum(s["counts"].values())
-        rates[n] = s["hr_megapixels"] / s["seconds"]
-        cpu, main_cpu = own1 - own0 + kids1 - kids0, own1 - own0
-        # CPU-s / (wall x workers) well below 100% means the workers waited for a core: other load
-        # on the machine (Linux autogroup gives each busy session one share, however many workers).
-        print(
-            f"workers={n}: {images} photos, {s['hr_megapixels']:.1f} HR megapixels in "
-            f"{s['seconds']:.1f} s = {rates[n]:.2f} MP/s (x{cfg.degradation.scale} {cfg.degradation.kind}); "
-            f"{cpu:.1f} CPU-s ({main_cpu:.1f} in the main process), {cpu / (s['seconds'] * n):.0%} of "
-            f"{n} core(s) busy; load average {os.getloadavg()[0]:.1f}"
-        )
+    rates = dict(throughput(photo_folder(args), args.workers, args.overrides))
     if 1 in rates and 2 in rates:
         print(f"2 workers vs 1: {rates[2] / rates[1]:.2f}x (target >= 1.7)")
     return 0

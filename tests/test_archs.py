@@ -23,7 +23,10 @@ LOSS_INPUTS = {"pixel", "posterior", "latent", "adversarial", "critic_reg"}
 
 @functools.lru_cache(maxsize=None)
 def _cfg(scale: int, channels: int):
-    return compose([f"data.channels={channels}", f"degradation.scale={scale}"], root=ROOT)
+    # Model files that are no default variant (vae_res, swapped in by the full profile) join too.
+    defaults = compose([], root=ROOT).models
+    extra = [f"+model@models.{v}={v}" for v in VARIANTS if v not in defaults]
+    return compose([*extra, f"data.channels={channels}", f"degradation.scale={scale}"], root=ROOT)
 
 
 def _net(variant: str, scale: int = 2, channels: int = 3) -> torch.nn.Module:
@@ -47,9 +50,11 @@ def test_forward_shapes_backward_finite(variant, scale, channels):
                 p.normal_(0.0, 0.01)
     assert (net.scale, net.channels) == (scale, channels)
     total = 0.0
+    # A variational ResidualAttentionAE uses its log-variance head only when sampling.
+    run = (lambda x: net.forward_train(x)[0]) if getattr(net, "variational", False) else net
     for h, w in ODD_SIZES:
         lr = torch.rand(2, channels, h, w)
-        sr = net(lr)
+        sr = run(lr)
         assert sr.shape == (2, channels, scale * h, scale * w)
         assert torch.isfinite(sr).all()
         total = total + sr.mean()
@@ -195,3 +200,27 @@ def test_plain_autoencoder_without_global_residual():
     sr, z = net.encode_decode(torch.rand(2, 1, 7, 9))
     assert sr.shape == (2, 1, 21, 27) and z.shape == (2, 4, 4, 5)
     assert torch.isfinite(sr).all()
+
+
+def test_variational_ae_res_starts_as_the_autoencoder_it_is_initialised_from():
+    """The full profile's VAE: ae_res weights load into it (only the log-variance head is new), and
+    at z = mu it computes exactly what ae_res computes; sampling perturbs the output slightly."""
+    from gensr.archs.ae_res import ResidualAttentionAE
+
+    torch.manual_seed(0)
+    ae = ResidualAttentionAE(2, features=8, n_blocks=1, latent=4)
+    with torch.no_grad():
+        for p in ae.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.05)
+    vae = ResidualAttentionAE(2, features=8, n_blocks=1, latent=4, variational=True, logvar_init=-2.0)
+    missing, unexpected = vae.load_state_dict(ae.state_dict(), strict=False)
+    assert sorted(missing) == ["to_logvar.bias", "to_logvar.weight"] and not unexpected
+    lr = torch.rand(1, 3, 11, 13)
+    assert torch.equal(vae(lr), ae(lr))
+    g = torch.Generator().manual_seed(1)
+    sampled, mu, logvar = vae.forward_train(lr, generator=g)
+    assert mu.shape == logvar.shape == (1, 4, 6, 7) and torch.allclose(logvar, torch.full_like(logvar, -2.0))
+    assert 0 < (sampled - ae(lr)).abs().max() < 1.0
+    with pytest.raises(ValueError, match="variational=True"):
+        ae.forward_train(lr)

@@ -42,7 +42,10 @@ def test_every_variant_has_a_model_config():
     cfg = compose(root=ROOT)
     assert set(cfg.variants) <= set(cfg.models)
     model_files = {p.stem for p in (ROOT / "conf" / "model").glob("*.yaml")}
-    assert set(cfg.variants) == model_files
+    assert set(cfg.variants) <= model_files
+    # The full profile swaps the backbone-sharing VAE in under the `vae` name.
+    full = compose(["profile=full", "data.folder=/photos"], root=ROOT)
+    assert full.models.vae.net.variational and full.models.vae.net.features == full.models.ae_res.net.features
 
 
 def test_stage_config_accepts_hydra_overrides():

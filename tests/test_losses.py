@@ -155,3 +155,15 @@ def test_build_losses_names_by_key_and_skips_null():
     assert losses["pix"].name == "pix" and losses["kl"].name == "beta_kl" and losses["pix"].weight == 0.5
     with pytest.raises(TypeError, match="losses.bad"):
         build_losses({"bad": {"_target_": "torch.nn.L1Loss"}})
+
+
+def test_active_phase_switches_a_term_on_and_off():
+    from gensr.losses import L1Loss, MSELoss
+
+    l1, mse = L1Loss(active=(0.0, 0.8)), MSELoss(active=[0.8, 1.0])
+    assert l1.is_active(0.0) and l1.is_active(0.79) and not l1.is_active(0.8) and not l1.is_active(1.0)
+    assert not mse.is_active(0.5) and mse.is_active(0.8) and mse.is_active(1.0)
+    assert "active=[0.8, 1.0]" in repr(mse) and "active" not in repr(L1Loss())
+    for bad in ((0.5, 0.5), (-0.1, 1.0), (0.2, 1.5)):
+        with pytest.raises(ValueError, match="active must be"):
+            L1Loss(active=bad)

@@ -109,3 +109,28 @@ def test_channels_last_training_step(project):
                          total_steps=4, clip_val=1.0, channels_last=True).to(memory_format=torch.channels_last)
     fast_dev_run(module, dm)
     assert math.isfinite(module.val_results["val/psnr_y"])
+
+
+L1_THEN_MSE = ["+models.ae.losses.l1.active=[0,0.5]",
+               "+models.ae.losses.mse={_target_: gensr.losses.MSELoss, weight: 1.0, active: [0.5, 1.0]}"]
+
+
+def test_l1_then_mse_phases_follow_training_progress(project):
+    # The `full` profile's recipe: L1 for the first part of the run, then MSE (what PSNR measures).
+    module, dm, _ = build(project, "ae", L1_THEN_MSE)
+    trainer = L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0,
+                        use_distributed_sampler=False)
+    seen = []
+    original = module.log_terms
+    module.log_terms = lambda terms, total=None, prefix="train": (seen.append(sorted(terms)),
+                                                                  original(terms, total, prefix))
+    trainer.fit(module, datamodule=dm)
+    assert seen == [["l1"], ["l1"], ["mse"], ["mse"]]
+
+
+def test_pixel_loss_phases_must_cover_the_run(project):
+    gap = ["+models.ae.losses.l1.active=[0,0.5]",
+           "+models.ae.losses.mse={_target_: gensr.losses.MSELoss, weight: 1.0, active: [0.6, 1.0]}"]
+    with pytest.raises(Exception, match="no pixel loss is active at 50% of training"):
+        build(project, "ae", gap)

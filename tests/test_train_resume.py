@@ -135,3 +135,22 @@ def test_init_from_refuses_other_scale_and_loads_same(project):
     with pytest.raises(Exception, match=r"scale=2, but scale=3"):
         instantiate({**eff3["model"], "init_from": str(path)}, scale=3, **kw)
     json.dumps(eff["model"])  # the model config stays plain
+
+
+def test_vae_inits_from_the_autoencoder_of_the_same_backbone(project):
+    # The full profile's VAE recipe: models.vae (vae_res) initialised from a trained ae_res file.
+    from gensr.checkpoint import save_model
+    from hydra.utils import instantiate
+
+    ae = effective_config(compose(tiny_overrides("ae_res"), root=project))["model"]["net"]
+    net = instantiate(ae)
+    path = save_model(project / "models" / "ae_res" / "model.pt", ae, net.state_dict(),
+                      {"variant": "ae_res", "scale": 2, "channels": 3})
+    eff = effective_config(compose(tiny_overrides("vae_res"), root=project))
+    kw = dict(_recursive_=False, variant="vae_res", channels=3, total_steps=4, scale=2)
+    module = instantiate({**eff["model"], "init_from": str(path)}, **kw)
+    for k, v in net.state_dict().items():
+        assert torch.equal(module.net.state_dict()[k], v)
+    other = effective_config(compose(tiny_overrides("vae_res") + ["models.vae_res.net.features=4"], root=project))
+    with pytest.raises(Exception, match="not the architecture"):
+        instantiate({**other["model"], "init_from": str(path)}, **kw)

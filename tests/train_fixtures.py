@@ -55,13 +55,22 @@ def make_project(dest: Path) -> Path:
     return dest
 
 
+def extra_model(name: str) -> list[str]:
+    """conf/model/<name>.yaml that is no default variant (e.g. vae_res, which profiles swap in):
+    the override that adds it to `models` under its own name."""
+    from gensr.config import compose
+
+    return [] if name in compose([], root=ROOT).models else [f"+model@models.{name}={name}"]
+
+
 def tiny_overrides(variant: str, steps: int = 4, interval: int = 2) -> list[str]:
     """Toy nets, 32-pixel patches, a few steps: seconds per run on a CPU."""
     from gensr.config import compose
 
-    cfg = compose([], root=ROOT)
+    extra = extra_model(variant)
+    cfg = compose(extra, root=ROOT)
     m = cfg.models[variant]
-    out = [f"variant={variant}"]
+    out = [*extra, f"variant={variant}"]
     sizes = {"net": {"features": 8, "n_blocks": 1, "latent": 8, "depth": 1},
              "discriminator": {"features": 8, "depth": 2, "hidden": 16}}
     for part, keys in sizes.items():

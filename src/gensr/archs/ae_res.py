@@ -4,6 +4,11 @@
                             └──────────── encoder-decoder skip (concat) ─────────────────┴─ dec blocks
     ... + head (long skip) ─ pixel-shuffle upsampler (x2/x3/x4) ─ + upsampled lr (global residual)
 
+With `variational=True` the bottleneck is a VAE's: a second head predicts log-variances beside
+the mean (`to_latent` stays the mean, so an ae_res model file initialises it exactly and the new
+`to_logvar` head starts at a small fixed variance); `forward_train` decodes a sampled z and
+`forward` decodes z = mu (the `vae` variant of the `full` profile, conf/model/vae_res.yaml).
+
 Residual blocks carry RCAN channel attention. The global residual uses `LinearUpsample` (a
 bicubic-initialised, learnable 5x5 conv + pixel shuffle) and the upsampler's last conv starts at
 zero, so the untrained net *is* bicubic interpolation and training only adds the missing high
@@ -38,6 +43,9 @@ class ResidualAttentionAE(nn.Module):
         res_scale: float = 1.0,
         global_residual: bool = True,
         learnable_skip: bool = True,
+        variational: bool = False,
+        logvar_init: float = -6.0,
+        logvar_clamp: float = 10.0,
     ):
         super().__init__()
         check_scale_channels(scale, channels)
@@ -49,6 +57,11 @@ class ResidualAttentionAE(nn.Module):
         self.down = nn.Sequential(conv3(f, f2, stride=2), nn.ReLU(inplace=True))
         self.mid_enc = blocks(f2)
         self.to_latent = conv3(f2, latent)
+        self.variational, self.logvar_clamp = bool(variational), float(logvar_clamp)
+        if self.variational:
+            self.to_logvar = conv3(f2, latent)
+            nn.init.zeros_(self.to_logvar.weight)
+            nn.init.constant_(self.to_logvar.bias, logvar_init)
         self.from_latent = nn.Sequential(conv3(latent, f2), nn.ReLU(inplace=True))
         self.mid_dec = blocks(f2)
         self.up = nn.Sequential(conv3(f2, 4 * f), nn.PixelShuffle(2), nn.ReLU(inplace=True))
@@ -58,24 +71,43 @@ class ResidualAttentionAE(nn.Module):
         self.upsample = PixelShuffleUpsampler(f, channels, scale, zero_init=global_residual)
         self.skip_up = LinearUpsample(channels, scale, learnable_skip) if global_residual else None
 
-    def _encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _encode(self, lr: torch.Tensor, generator: torch.Generator | None = None, sample: bool = False):
+        """(head, skip, z, mu, logvar); z is mu unless `sample` (variational nets only)."""
         head = self.head(lr)
         skip = self.enc(head)
-        z = self.to_latent(self.mid_enc(self.down(skip)))
-        return head, skip, z
+        h = self.mid_enc(self.down(skip))
+        mu = self.to_latent(h)
+        if not self.variational:
+            return head, skip, mu, mu, None
+        logvar = self.to_logvar(h).clamp(-self.logvar_clamp, self.logvar_clamp)
+        z = mu
+        if sample:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            z = mu + torch.exp(0.5 * logvar) * eps
+        return head, skip, z, mu, logvar
 
-    def encode(self, lr: torch.Tensor) -> torch.Tensor:
-        """LR -> latent map [N, latent, ceil(h/2), ceil(w/2)]."""
-        return self._encode(lr)[2]
-
-    def encode_decode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        head, skip, z = self._encode(lr)
+    def _decode(self, lr: torch.Tensor, head: torch.Tensor, skip: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         y = crop_like(self.up(self.mid_dec(self.from_latent(z))), skip)
         y = self.dec(self.fuse(torch.cat([y, skip], dim=1)))
         sr = self.upsample(self.tail(y) + head)
         if self.skip_up is not None:
             sr = sr + self.skip_up(lr)
-        return sr, z
+        return sr
+
+    def encode(self, lr: torch.Tensor) -> torch.Tensor:
+        """LR -> latent map [N, latent, ceil(h/2), ceil(w/2)] (the mean for a variational net)."""
+        return self._encode(lr)[2]
+
+    def encode_decode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        head, skip, z, _, _ = self._encode(lr)
+        return self._decode(lr, head, skip, z), z
+
+    def forward_train(self, lr: torch.Tensor, generator: torch.Generator | None = None):
+        """VAE training pass: (sr decoded from a sampled z, mu, logvar)."""
+        if not self.variational:
+            raise ValueError("forward_train needs ResidualAttentionAE(variational=True)")
+        head, skip, z, mu, logvar = self._encode(lr, generator, sample=True)
+        return self._decode(lr, head, skip, z), mu, logvar
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.encode_decode(lr)[0]

@@ -123,6 +123,18 @@ def upscale(net: Any, lr: np.ndarray, scale: int, tile: int = 0, overlap: int = 
     return out
 
 
+def upscale_self_ensemble(net: Any, lr: np.ndarray, scale: int, tile: int = 0, overlap: int = 16) -> np.ndarray:
+    """Geometric self-ensemble ("EDSR+"): the mean of the 8 flip/rot90 variants of the input, each
+    mapped back. Costs 8 forward passes; gains ~0.1-0.2 dB on networks trained with the same
+    augmentations. Reported separately from the single-pass figures, never mixed with them."""
+    total = np.zeros((lr.shape[0] * scale, lr.shape[1] * scale, lr.shape[2]), np.float64)
+    for k in range(8):
+        x = np.rot90(lr[:, ::-1] if k & 4 else lr, k & 3)
+        y = np.rot90(upscale(net, np.ascontiguousarray(x), scale, tile, overlap), -(k & 3))
+        total += y[:, ::-1] if k & 4 else y
+    return (total / 8).astype(np.float32)
+
+
 def _sync(net: Any) -> None:
     import torch
 

@@ -22,8 +22,9 @@ class AdversarialLoss(WeightedLoss):
     inputs = "adversarial"
     default_name = "adv"
 
-    def __init__(self, weight: float = 0.01, gan_type: str = "vanilla", name: str | None = None):
-        super().__init__(weight, name)
+    def __init__(self, weight: float = 0.01, gan_type: str = "vanilla", name: str | None = None,
+                 active: tuple[float, float] = (0.0, 1.0)):
+        super().__init__(weight, name, active)
         if gan_type not in GAN_TYPES:
             raise ValueError(f"gan_type must be one of {GAN_TYPES}, got {gan_type!r}")
         self.gan_type = gan_type

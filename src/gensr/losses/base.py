@@ -10,7 +10,10 @@ value. `inputs` tells a training module what to call it with:
 - "critic_reg": loss(discriminator, real[, fake])  R1 / gradient penalty, discriminator side
 
 Weights live in config (`_target_: gensr.losses.L1Loss`, `weight: 1.0`); schedules such as KL
-warm-up multiply the returned value in the training module.
+warm-up multiply the returned value in the training module. `active: [start, stop]` (fractions of
+the run) switches a term on only for part of training: the classic "L1, then fine-tune on MSE"
+recipe is `l1: {active: [0, 0.8]}` + `mse: {active: [0.8, 1]}` (MSE is what PSNR measures; L1
+converges faster and more robustly from scratch).
 """
 from __future__ import annotations
 
@@ -24,10 +27,19 @@ class WeightedLoss(nn.Module):
     inputs = "pixel"
     default_name = "loss"
 
-    def __init__(self, weight: float = 1.0, name: str | None = None):
+    def __init__(self, weight: float = 1.0, name: str | None = None, active: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
         self.weight = float(weight)
         self.name = name or self.default_name
+        start, stop = (float(a) for a in active)
+        if not 0.0 <= start < stop <= 1.0:
+            raise ValueError(f"loss {self.name}: active must be [start, stop] with 0 <= start < stop <= 1, got {list(active)}")
+        self.active = (start, stop)
+
+    def is_active(self, progress: float) -> bool:
+        """Whether the term is on at `progress` (fraction of training done, 0..1; 1 counts as the last phase)."""
+        start, stop = self.active
+        return start <= progress < stop or (progress >= 1.0 and stop >= 1.0)
 
     def compute(self, *args, **kwargs) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -36,7 +48,8 @@ class WeightedLoss(nn.Module):
         return self.weight * self.compute(*args, **kwargs)
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, weight={self.weight}"
+        phase = "" if self.active == (0.0, 1.0) else f", active={list(self.active)}"
+        return f"name={self.name!r}, weight={self.weight}{phase}"
 
 
 def build_losses(cfg: Mapping | None) -> nn.ModuleDict:

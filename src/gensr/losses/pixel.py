@@ -26,8 +26,9 @@ class CharbonnierLoss(WeightedLoss):
 
     default_name = "charbonnier"
 
-    def __init__(self, weight: float = 1.0, eps: float = 1e-3, name: str | None = None):
-        super().__init__(weight, name)
+    def __init__(self, weight: float = 1.0, eps: float = 1e-3, name: str | None = None,
+                 active: tuple[float, float] = (0.0, 1.0)):
+        super().__init__(weight, name, active)
         self.eps = float(eps)
 
     def compute(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:

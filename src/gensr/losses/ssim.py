@@ -37,8 +37,9 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 
 class SSIMLoss(WeightedLoss):
     default_name = "ssim"
 
-    def __init__(self, weight: float = 1.0, window: int = 11, sigma: float = 1.5, name: str | None = None):
-        super().__init__(weight, name)
+    def __init__(self, weight: float = 1.0, window: int = 11, sigma: float = 1.5, name: str | None = None,
+                 active: tuple[float, float] = (0.0, 1.0)):
+        super().__init__(weight, name, active)
         self.window, self.sigma = int(window), float(sigma)
 
     def compute(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:

@@ -29,8 +29,9 @@ class StyleLoss(WeightedLoss):
     default_name = "style"
 
     def __init__(self, weight: float = 1.0, widths: tuple[int, ...] = (16, 32, 64), seed: int = 0,
-                 name: str | None = None):
-        super().__init__(weight, name)
+                 name: str | None = None,
+                 active: tuple[float, float] = (0.0, 1.0)):
+        super().__init__(weight, name, active)
         gen = torch.Generator().manual_seed(int(seed))
         cin = 3  # single-channel images are repeated to 3 channels
         self.n_layers = len(widths)

@@ -104,7 +104,7 @@ class GANModule(_TwoPlayer):
         self.critic_step(hr, sr)
 
         def terms() -> dict[str, torch.Tensor]:
-            out = {loss.name: loss(sr, hr) for loss in self.losses_for("pixel")}
+            out = {loss.name: loss(sr, hr) for loss in self.active_losses("pixel")}
             out[self.adv.name] = self.adv(self.disc(sr)) if self.adversarial_on() else sr.new_zeros(())
             return out
 
@@ -126,7 +126,7 @@ class AAEModule(_TwoPlayer):
         self.critic_step(prior, z)
 
         def terms() -> dict[str, torch.Tensor]:
-            out = {loss.name: loss(sr, hr) for loss in self.losses_for("pixel")}
+            out = {loss.name: loss(sr, hr) for loss in self.active_losses("pixel")}
             for loss in self.losses_for("latent"):
                 out[loss.name] = loss(z)
             out[self.adv.name] = self.adv(self.disc(z)) if self.adversarial_on() else z.new_zeros(())

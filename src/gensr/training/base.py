@@ -85,6 +85,11 @@ class SRLightningBase(L.LightningModule):
         self.losses = build_losses(plain(losses))
         if not any(loss.inputs == "pixel" for loss in self.losses.values()):
             raise ValueError(f"models.{variant}.losses has no pixel loss (L1/MSE/Charbonnier/SSIM)")
+        pixel = self.losses_for("pixel")
+        for start in sorted({0.0, *(loss.active[0] for loss in pixel), *(loss.active[1] for loss in pixel)}):
+            if start < 1.0 and not any(loss.is_active(start) for loss in pixel):
+                raise ValueError(f"models.{variant}.losses: no pixel loss is active at {start:.0%} of training "
+                                 "(the `active` ranges of the pixel losses leave a gap)")
         self.optim_cfg = plain(optim) or {}
         # torch.compile'd forward for training only; kept out of the module tree so state_dict
         # keys (and checkpoints, EMA, model.pt) are the plain network's.
@@ -99,6 +104,11 @@ class SRLightningBase(L.LightningModule):
     # ---- helpers for subclasses -------------------------------------------------------------
     def losses_for(self, inputs: str) -> list[nn.Module]:
         return [loss for loss in self.losses.values() if loss.inputs == inputs]
+
+    def active_losses(self, inputs: str) -> list[nn.Module]:
+        """The `inputs` losses switched on at this point of training (`active` phases)."""
+        progress = self.iteration / max(self.total_steps, 1)
+        return [loss for loss in self.losses_for(inputs) if loss.is_active(progress)]
 
     @property
     def iteration(self) -> int:
@@ -150,12 +160,19 @@ class SRLightningBase(L.LightningModule):
         src, meta = load_model(p, scale=self.scale, channels=self.channels)
         want = plain(self.hparams["net"])
         have = {k: v for k, v in torch.load(p, weights_only=True, map_location="cpu")["net"].items()}
-        if have != want:
+        # A deterministic autoencoder may initialise its variational twin (the VAE recipe of the
+        # `full` profile): same architecture, plus a log-variance head that keeps its own init.
+        to_vae = want.get("variational") and not have.get("variational")
+        strip = lambda cfg: {k: v for k, v in cfg.items() if k not in ("variational", "logvar_init")}  # noqa: E731
+        if (strip(have) != strip(want)) if to_vae else (have != want):
             raise CheckpointMismatchError(
                 f"{p}: its generator ({have}) is not the architecture of models.{self.variant}.net ({want}); "
                 "init_from needs a model file of the same architecture"
             )
-        self.net.load_state_dict(src.state_dict())
+        missing, unexpected = self.net.load_state_dict(src.state_dict(), strict=not to_vae)
+        if unexpected or any(not k.startswith("to_logvar.") for k in missing):
+            raise CheckpointMismatchError(f"{p}: weights do not fit models.{self.variant}.net "
+                                          f"(missing {missing}, unexpected {unexpected})")
         print(f"[{self.variant}] generator initialised from {p} (variant {meta.get('variant')})")
 
     # ---- optimisation ----------------------------------------------------------------------

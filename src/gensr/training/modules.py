@@ -20,7 +20,7 @@ __all__ = ["AAEModule", "GANModule", "NonFiniteLossError", "SRModule", "VAEModul
 
 
 def pixel_terms(module: SRLightningBase, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {loss.name: loss(sr, hr) for loss in module.losses_for("pixel")}
+    return {loss.name: loss(sr, hr) for loss in module.active_losses("pixel")}
 
 
 class SRModule(SRLightningBase):
@@ -63,8 +63,9 @@ class VAEModule(SRLightningBase):
         self.kl_losses = self.losses_for("posterior")
         if not self.kl_losses:
             raise ValueError(f"models.{self.variant}: the VAE needs a KL loss (gensr.losses.KLLoss) in losses")
-        if not hasattr(self.net, "forward_train"):
-            raise ValueError(f"models.{self.variant}: VAEModule needs a net with forward_train() (VariationalSR)")
+        if not hasattr(self.net, "forward_train") or not getattr(self.net, "variational", True):
+            raise ValueError(f"models.{self.variant}: VAEModule needs a variational net with forward_train() "
+                             "(VariationalSR, or ResidualAttentionAE with variational: true)")
 
     def kl_factor(self) -> float:
         if self.kl_warmup_steps <= 0:

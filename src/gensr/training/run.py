@@ -147,19 +147,51 @@ def _precision(trainer_cfg: dict[str, Any]) -> str:
     return prec
 
 
-def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any]:
-    import lightning as L
+def build_datamodule(eff: dict[str, Any], prepared: Path):
+    from gensr.training.datamodule import SRDataModule
+
+    dmc = eff["datamodule"]
+    return SRDataModule(
+        prepared, int(eff["degradation"]["scale"]), int(eff["data"]["channels"]), patch_size=dmc["patch_size"],
+        batch_size=dmc["batch_size"], num_workers=dmc.get("num_workers", 1), val_max_side=dmc["val_max_side"],
+        steps_per_epoch=eff["steps_per_epoch"], seed=eff["seed"],
+    )
+
+
+def build_module(eff: dict[str, Any]):
+    """The variant's LightningModule (its `_target_`), with our own errors unwrapped from Hydra's."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
+
+    tr = eff["trainer"]
+    try:
+        module = instantiate(
+            eff["model"], _recursive_=False, variant=eff["variant"], scale=int(eff["degradation"]["scale"]),
+            channels=int(eff["data"]["channels"]), seed=eff["seed"], total_steps=eff["total_steps"],
+            clip_val=tr.get("gradient_clip_val"), channels_last=bool(tr.get("channels_last", False)),
+            compile=bool(tr.get("compile", False)),
+        )
+    except InstantiationException as e:  # surface our own clear errors, not Hydra's wrapper
+        if isinstance(e.__cause__, (CheckpointMismatchError, FileNotFoundError, ValueError, TypeError)):
+            raise e.__cause__ from None
+        raise
+    if tr.get("channels_last"):
+        module = module.to(memory_format=torch.channels_last)
+    return module
+
+
+def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | None = None) -> dict[str, Any]:
+    """`root` (default: the checkout) holds data.out_dir, models/ and checkpoints/; bench/quality.py
+    points it at a scratch folder so a benchmark never touches the pipeline's outputs."""
+    import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from gensr.training.callbacks import AtomicCheckpointIO, History, ImageGrid, RunInfo
-    from gensr.training.datamodule import SRDataModule
     from gensr.training.ema import EMA
 
     t0 = time.monotonic()
     _quiet_lightning()
-    root = repo_root()
+    root = Path(root) if root is not None else repo_root()
     eff = effective_config(cfg)
     variant, tr, dmc, model = eff["variant"], eff["trainer"], eff["datamodule"], eff["model"]
     scale, channels = int(eff["degradation"]["scale"]), int(eff["data"]["channels"])
@@ -183,23 +215,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None) -> dict[str, Any
             "data_manifest_hash": manifest, "config_hash": chash}
     logger = ml.make_logger(uri, log_cfg["experiment"], variant, run_id, tags)
 
-    datamodule = SRDataModule(
-        prepared, scale, channels, patch_size=dmc["patch_size"], batch_size=dmc["batch_size"],
-        num_workers=dmc.get("num_workers", 1), val_max_side=dmc["val_max_side"],
-        steps_per_epoch=eff["steps_per_epoch"], seed=eff["seed"],
-    )
-    try:
-        module = instantiate(
-            model, _recursive_=False, variant=variant, scale=scale, channels=channels, seed=eff["seed"],
-            total_steps=eff["total_steps"], clip_val=tr.get("gradient_clip_val"),
-            channels_last=bool(tr.get("channels_last", False)), compile=bool(tr.get("compile", False)),
-        )
-    except InstantiationException as e:  # surface our own clear errors, not Hydra's wrapper
-        if isinstance(e.__cause__, (CheckpointMismatchError, FileNotFoundError, ValueError, TypeError)):
-            raise e.__cause__ from None
-        raise
-    if tr.get("channels_last"):
-        module = module.to(memory_format=torch.channels_last)
+    datamodule = build_datamodule(eff, prepared)
+    module = build_module(eff)
     manual = not module.automatic_optimization
 
     run_info = RunInfo({"variant": variant, "scale": scale, "channels": channels, "config_hash": chash,
