@@ -138,7 +138,8 @@ def run_scale(args, scale: int, benchmarks: Path, photos: Path, work: Path) -> d
     # on 2 cores they add ~12% (ae_res x2: 390 ms/step probed, 434 ms/step over the real run).
     steps = max(int(0.86 * budget_s / sps), 10)
     # Whole validation intervals only: the run is epochs x interval steps (gensr.training.run).
-    interval = min(int(eff["trainer"]["val_check_interval"]), steps)
+    # At least 4 validations: a run that `max_time` stops early still has a scored checkpoint.
+    interval = min(int(eff["trainer"]["val_check_interval"]), max(steps // 4, 1))
     steps -= steps % interval
     with open_dict(cfg):
         targets = [cfg.trainer] + ([cfg.models[args.variant].trainer] if "trainer" in cfg.models[args.variant] else [])

@@ -15,12 +15,15 @@ bench/runs/speed-quick.json instead of bench/runs/speed.json so real figures are
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import functools
 import importlib.util
+import io
 import logging
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -186,7 +189,9 @@ def section_a(cfg: dict, say) -> list:
     for noise in (".*does not have many workers.*", ".*no `val_dataloader`.*", ".*LeafSpec.*"):
         warnings.filterwarnings("ignore", noise)
     eff = effective_config(compose(["variant=ae_res", "degradation.scale=2"], root=ROOT))
-    clip = eff["trainer"].get("gradient_clip_val")
+    clip, losses = eff["trainer"].get("gradient_clip_val"), eff["model"]["losses"]
+    if list(losses) != ["l1"] or float(losses["l1"].get("weight", 1.0)) != 1.0 or "active" in losses["l1"]:
+        raise ValueError(f"the plain loop computes L1 (weight 1) but ae_res's losses are now {losses}")
     g = torch.Generator().manual_seed(0)
     b, s = cfg["batch"], cfg["lr_side"]
     pool = [(torch.rand(b, 3, s, s, generator=g), torch.rand(b, 3, 2 * s, 2 * s, generator=g)) for _ in range(4)]
@@ -284,7 +289,6 @@ def section_d(cfg: dict, say) -> list:
     spec.loader.exec_module(prep)
     if len(list(PHOTOS.glob("*.png"))) < 40:
         raise FileNotFoundError(f"{PHOTOS} lacks the 40 photos: run python bench/prepare.py once to fetch them")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # prepare's progress bar: noise in a benchmark log
     with tempfile.TemporaryDirectory(prefix="gensr-photos-") as tmp:
         folder = PHOTOS
         if cfg["photos"]:  # quick: the few smallest photos
@@ -292,7 +296,13 @@ def section_d(cfg: dict, say) -> list:
             for p in sorted(PHOTOS.glob("*.png"), key=lambda p: p.stat().st_size)[: cfg["photos"]]:
                 (folder / p.name).symlink_to(p)
         order = ([1, 2, 2, 1] * cfg["prep_rounds"])[: 2 * cfg["prep_rounds"]]  # ABBA: drift hits both alike
-        runs = prep.throughput(folder, order, say=lambda m: say(f"(d) {m}"))
+        err = io.StringIO()  # the stage's tqdm bar would flood the log: keep only other messages
+        try:
+            with contextlib.redirect_stderr(err):
+                runs = prep.throughput(folder, order, say=lambda m: say(f"(d) {m}"))
+        finally:
+            rest = [ln for ln in re.split(r"[\r\n]", err.getvalue()) if ln.strip() and not ln.startswith("prepare:")]
+            print(*rest, sep="\n", file=sys.stderr, end="\n" if rest else "")
     one = statistics.median([r for n, r in runs if n == 1])
     two = statistics.median([r for n, r in runs if n == 2])
     where = f"the {cfg['photos']} smallest photos of {PHOTOS}" if cfg["photos"] else f"the 40 photos of {PHOTOS}"
