@@ -82,6 +82,9 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
 
 
 # ---- shared inputs: the model, its ONNX exports, a photo -------------------------------------
+MODEL_PATTERN = "models/ae_res/model.pt"  # --model; {scale} is replaced
+
+
 @functools.cache
 def sr_net(scale: int) -> tuple[torch.nn.Module, dict, str]:
     """The ae_res generator: the trained models/ae_res/model.pt when it is at `scale`, else the
@@ -89,15 +92,16 @@ def sr_net(scale: int) -> tuple[torch.nn.Module, dict, str]:
     the output is exactly the bicubic skip and int8 calibration sees a dead body)."""
     from gensr.checkpoint import load_model
 
-    path = ROOT / "models" / "ae_res" / "model.pt"
+    path = Path(MODEL_PATTERN.replace("{scale}", str(scale)))
+    path = path if path.is_absolute() else ROOT / path
     if path.is_file():
         try:
             net, meta = load_model(path, variant="ae_res", scale=scale, channels=3)
-            return net.eval(), meta, f"trained weights {path.relative_to(ROOT)}"
+            return net.eval(), meta, f"trained weights {path}"
         except (ValueError, RuntimeError) as e:  # another scale, or stale architecture
             why = str(e).splitlines()[0]
     else:
-        why = f"{path.relative_to(ROOT)} absent"
+        why = f"{path} absent"
     from hydra.utils import instantiate
 
     torch.manual_seed(0)
@@ -345,10 +349,14 @@ def machine() -> dict:
 
 
 def main() -> int:
+    global MODEL_PATTERN
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=sorted(SECTIONS))
+    ap.add_argument("--model", default=MODEL_PATTERN,
+                    help="ae_res model file, {scale} replaced (e.g. bench/runs/ae_res-full-x{scale}/models/ae_res/model.pt)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and repeats: a smoke test, not figures")
     args = ap.parse_args()
+    MODEL_PATTERN = args.model
     cfg = QUICK if args.quick else FULL
     if args.quick:  # one thread: under load, a second OpenMP thread mostly spins waiting for its peer
         torch.set_num_threads(1)
