@@ -7,6 +7,7 @@ PY          := $(VENV)/bin/python
 CONSTRAINTS ?= requirements/constraints-cpu.txt
 STAMP       := $(VENV)/.installed
 PROFILE     ?=
+PARAMS      ?=   # extra overrides for params.yaml, e.g. PARAMS="data.folder=/data/photos" (full/gpu need one)
 PYTEST_ARGS ?=
 
 .PHONY: install repro test params bench clean-venv
@@ -22,7 +23,7 @@ $(STAMP): requirements/lock.txt pyproject.toml
 
 # params.yaml is generated from conf/ exactly as `dvc exp run` composes it (one source of truth).
 params: $(STAMP)
-	$(VENV)/bin/gensr params $(if $(PROFILE),profile=$(PROFILE))
+	$(VENV)/bin/gensr params $(if $(PROFILE),profile=$(PROFILE)) $(PARAMS)
 
 repro: params
 	@test -d .dvc || $(VENV)/bin/dvc init --quiet $(if $(wildcard .git),,--no-scm)
