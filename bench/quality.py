@@ -121,6 +121,10 @@ def run_scale(args, scale: int, benchmarks: Path, photos: Path, work: Path) -> d
         *[o.replace("{scale}", str(scale)) for o in args.set],
     ]
     cfg = compose(overrides, root=ROOT)
+    init = cfg.models[args.variant].get("init_from")
+    if init and not Path(init).is_absolute():  # a fine-tune: its start model lives in the checkout, not the run
+        default = work / f"ae_res-{args.profile}-x{scale}" / init  # the bench run of the model it names
+        cfg.models[args.variant].init_from = str(default if default.is_file() else ROOT / init)
     if args.score_only:
         return scored(args, scale, benchmarks, work / tag, overrides, None, None)
     t = time.perf_counter()
@@ -141,11 +145,9 @@ def run_scale(args, scale: int, benchmarks: Path, photos: Path, work: Path) -> d
     # At least 4 validations: a run that `max_time` stops early still has a scored checkpoint.
     interval = min(int(eff["trainer"]["val_check_interval"]), max(steps // 4, 1))
     steps -= steps % interval
-    with open_dict(cfg):
-        targets = [cfg.trainer] + ([cfg.models[args.variant].trainer] if "trainer" in cfg.models[args.variant] else [])
-        for t_cfg in targets:
-            t_cfg.max_steps, t_cfg.val_check_interval = steps, interval
-            t_cfg.max_time = {"seconds": int(budget_s)}
+    with open_dict(cfg):  # the shared keys replace any per-variant mapping (gensr.schema)
+        cfg.trainer.max_steps, cfg.trainer.val_check_interval = steps, interval
+        cfg.trainer.max_time = {"seconds": int(budget_s)}
     print(f"[{tag}] {sps * 1e3:.0f} ms/step measured -> {steps} steps in the {args.budget_min:g}-minute budget",
           flush=True)
     t = time.perf_counter()
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-min", type=float, default=60.0, help="training wall-clock minutes per scale")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra Hydra override ({scale} is replaced), e.g. models.gan.init_from=bench/runs/ae_res-full-x{scale}/models/ae_res/model.pt")
+                    help="extra Hydra override ({scale} is replaced), e.g. models.gan.init_from=/abs/path/model.pt (default for gan/vae: this bench's ae_res run at the same scale)")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "runs")
     ap.add_argument("--self-ensemble", action="store_true", help="also score the x8 geometric self-ensemble")
     ap.add_argument("--score-only", action="store_true", help="rescore the models already in --work, no training")

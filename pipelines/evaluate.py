@@ -10,10 +10,7 @@ from pathlib import Path
 # This checkout's code first, also when another checkout's gensr is installed (editable) in the venv.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from gensr.checkpoint import CheckpointMismatchError  # noqa: E402
-from gensr.config import load_stage_config, repo_root  # noqa: E402
-from gensr.io import BadImageError  # noqa: E402
-from gensr.tracking import TrackingUnavailableError  # noqa: E402
+from gensr.errors import entry_point  # noqa: E402
 
 
 def _print_leaderboard(out: dict, report: Path) -> None:
@@ -26,16 +23,20 @@ def _print_leaderboard(out: dict, report: Path) -> None:
     print(f"champion: {champ['variant']} ({champ['psnr_y']:.2f} dB PSNR-Y on {split}); report: {report}")
 
 
+@entry_point
 def main(argv: list[str]) -> int:
-    from gensr.evaluate.stage import run_evaluation
+    from omegaconf import OmegaConf
+
+    from gensr.config import load_stage_config, repo_root, tracking_uri
+    from gensr.tracking import check_store
 
     root = repo_root()
-    try:
-        out = run_evaluation(load_stage_config(argv, root=root), root)
-    except (BadImageError, CheckpointMismatchError, TrackingUnavailableError, FileNotFoundError,
-            ValueError) as e:  # bad input or missing upstream output: the message says it all
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 1
+    cfg = load_stage_config(argv, root=root)
+    if cfg.evaluate.get("mlflow", True):  # before torch is imported: a bad store fails at once
+        check_store(tracking_uri(root), float(OmegaConf.select(cfg, "logger.connect_timeout_s", default=10)))
+    from gensr.evaluate.stage import run_evaluation
+
+    out = run_evaluation(cfg, root)
     _print_leaderboard(out, root / "reports" / "index.html")
     return 0
 

@@ -9,23 +9,25 @@ from pathlib import Path
 # This checkout's code first, also when another checkout's gensr is installed (editable) in the venv.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from gensr.checkpoint import CheckpointMismatchError  # noqa: E402
-from gensr.config import load_stage_config, repo_root  # noqa: E402
-from gensr.export.onnx_export import ExportError  # noqa: E402
-from gensr.export.stage import ExportValidationError, run_stage  # noqa: E402
-from gensr.tracking import TrackingUnavailableError  # noqa: E402
+from gensr.errors import entry_point  # noqa: E402
 
 
+@entry_point
 def main(argv: list[str]) -> int:
+    from omegaconf import OmegaConf
+
+    from gensr.config import load_stage_config, repo_root, tracking_uri
+    from gensr.tracking import check_store
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = load_stage_config(argv)
+    root = repo_root()
+    cfg = load_stage_config(argv, root=root)
+    if cfg.export.get("register", True):  # registration comes last: check the store before the work
+        check_store(tracking_uri(root), float(OmegaConf.select(cfg, "logger.connect_timeout_s", default=10)))
+    from gensr.export.stage import run_stage
+
+    report = run_stage(cfg, root)
     log = logging.getLogger("gensr.export")
-    try:
-        report = run_stage(cfg, repo_root())
-    except (ExportValidationError, ExportError, CheckpointMismatchError, FileNotFoundError,
-            TrackingUnavailableError) as e:  # the message names the variant/file and the problem
-        log.error("%s", e)
-        return 1
     for variant, entry in report["variants"].items():
         lighter = ", ".join(f"{k} {'shipped' if entry[k]['shipped'] else 'rejected'} "
                             f"(PSNR-Y drop {entry[k]['psnr_y_drop_db']:+.3f} dB)" for k in ("fp16", "int8"))

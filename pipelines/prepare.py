@@ -9,19 +9,18 @@ from pathlib import Path
 # This checkout's code first, also when another checkout's gensr is installed (editable) in the venv.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from gensr.config import load_stage_config, repo_root  # noqa: E402
-from gensr.data.prepare import prepare  # noqa: E402
-from gensr.io import BadImageError  # noqa: E402
+from gensr.errors import entry_point  # noqa: E402
 
 
+@entry_point
 def main(argv: list[str]) -> int:
+    from gensr.config import load_stage_config, repo_root
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = load_stage_config(argv)
-    try:
-        prepare(cfg, repo_root())
-    except (BadImageError, FileNotFoundError) as e:  # bad input: the message says it all
-        logging.getLogger("gensr.prepare").error("%s", e)
-        return 1
+    cfg = load_stage_config(argv)  # validated before the data code is imported
+    from gensr.data.prepare import prepare
+
+    prepare(cfg, repo_root())
     return 0
 
 

@@ -8,33 +8,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from gensr.errors import entry_point  # noqa: E402
 
+
+@entry_point
 def main(argv: list[str]) -> int:
     from gensr.config import load_stage_config, tracking_uri
-    from gensr.tracking import TrackingUnavailableError, check_reachable
+    from gensr.schema import require_variant
+    from gensr.tracking import check_store
 
-    try:
-        cfg = load_stage_config(argv)
-        # Before importing torch/Lightning (seconds): an unreachable MLflow server fails at once.
-        check_reachable(tracking_uri(), float(cfg.logger.get("connect_timeout_s", 20)))
-    except (TrackingUnavailableError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 1
-
-    from gensr.checkpoint import CheckpointMismatchError
-    from gensr.io import BadImageError
-    from gensr.training.base import NonFiniteLossError
+    cfg = load_stage_config(argv)
+    require_variant(cfg)
+    # Before importing torch/Lightning (seconds): a bad config or tracking store fails at once.
+    check_store(tracking_uri(), float(cfg.logger.get("connect_timeout_s", 20)))
     from gensr.training.run import train
 
-    try:
-        train(cfg)
-    except (NonFiniteLossError, CheckpointMismatchError, TrackingUnavailableError, BadImageError,
-            FileNotFoundError, ValueError) as e:
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-        return 1
-    except KeyboardInterrupt as e:
-        print(f"interrupted: {e}", file=sys.stderr, flush=True)
-        return 130
+    train(cfg)
     return 0
 
 

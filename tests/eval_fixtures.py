@@ -2,10 +2,12 @@
 
 - data/prepared/test/{hr,lr}: crops of scikit-image's bundled photos, LR by the project's bicubic;
 - models/<v>/model.pt written with gensr.checkpoint.save_model: a real (tiny, untrained)
-  `ConvAutoencoder` and `UpsampleNet` below, a fixed bilinear upsampler with an unsharp mask whose
+  `ConvAutoencoder`, a variational `ResidualAttentionAE` (its latent made to matter: see
+  `write_model`) and `UpsampleNet` below, a fixed bilinear upsampler with an unsharp mask whose
   strength is its one parameter — so "sharper but not the best PSNR" variants exist without training;
 - models/<v>/history.csv like the train stage's;
-- an MLflow SQLite store with a finished "training run" for the variants that have one.
+- an MLflow SQLite store with a finished "training run" for the variants that have one;
+- `dead_leaves`: a synthetic natural-like texture for the texture-metric tests.
 """
 from __future__ import annotations
 
@@ -66,7 +68,21 @@ NETS = {
            "global_residual": True},
     "smooth": {"_target_": "eval_fixtures.UpsampleNet", "sharpen": 0.0},
     "gan": {"_target_": "eval_fixtures.UpsampleNet", "sharpen": 1.5},
+    "vae": {"_target_": "gensr.archs.ae_res.ResidualAttentionAE", "features": 8, "n_blocks": 1, "latent": 4,
+            "variational": True, "logvar_init": -2.0},
 }
+
+
+def variational_net(scale: int = 2) -> nn.Module:
+    """A tiny variational ResidualAttentionAE whose samples differ. Untrained, its zero-initialised
+    last conv would make it exactly bicubic whatever the latent; small random weights there stand
+    in for training."""
+    from hydra.utils import instantiate
+
+    torch.manual_seed(0)
+    net = instantiate({**NETS["vae"], "scale": scale, "channels": 3})
+    nn.init.normal_(net.upsample.body[-1].weight, std=0.2)
+    return net.eval()
 
 
 def write_model(models: Path, variant: str, scale: int, run_id: str | None = None, kind: str | None = None) -> Path:
@@ -74,7 +90,7 @@ def write_model(models: Path, variant: str, scale: int, run_id: str | None = Non
 
     torch.manual_seed(0)
     net_cfg = {**NETS[kind or variant], "scale": scale, "channels": 3}
-    net = instantiate(net_cfg)
+    net = variational_net(scale) if (kind or variant) == "vae" else instantiate(net_cfg)
     meta = {"variant": variant, "scale": scale, "channels": 3}
     if run_id:
         meta["mlflow_run_id"] = run_id
@@ -111,3 +127,24 @@ def training_run(tracking_db: Path, variant: str, experiment: str = "gensr-test"
     client.log_metric(run.info.run_id, "val/psnr_y", 30.0)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def dead_leaves(size: int = 256, seed: int = 0, discs: int = 4000) -> np.ndarray:
+    """A dead-leaves image (Lee, Mumford & Huang 2001), the standard synthetic stand-in for natural
+    image statistics: opaque discs of random colours, radii with density ~ r^-3 (scale invariance),
+    each hiding those drawn after it, then a slight blur for a camera's optics. HxWx3 float in [0, 1]."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    r_min, r_max = 2.0, size / 2.5
+    radii = (r_min**-2 - rng.random(discs) * (r_min**-2 - r_max**-2)) ** -0.5
+    centres = rng.uniform(-radii[:, None], size + radii[:, None], (discs, 2))
+    colours = rng.random((discs, 3)).astype(np.float32)
+    img = np.full((size, size, 3), 0.5, np.float32)  # the few pixels no disc covers
+    yy, xx = np.mgrid[0:size, 0:size]
+    for r, (cy, cx), colour in zip(radii[::-1], centres[::-1], colours[::-1]):  # back to front
+        y0, y1 = max(int(cy - r), 0), min(int(cy + r) + 2, size)
+        x0, x1 = max(int(cx - r), 0), min(int(cx + r) + 2, size)
+        if y0 < y1 and x0 < x1:
+            img[y0:y1, x0:x1][(yy[y0:y1, x0:x1] - cy) ** 2 + (xx[y0:y1, x0:x1] - cx) ** 2 <= r * r] = colour
+    return np.clip(gaussian_filter(img, (0.6, 0.6, 0)), 0, 1).astype(np.float32)

@@ -1,6 +1,9 @@
 """Fixtures shared by the export and upscaler tests: small nets, ONNX files, a prepared-data tree."""
 from __future__ import annotations
 
+import functools
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +55,86 @@ def save_small_model(root: Path, variant: str, scale: int = 2, channels: int = 3
     meta = {"variant": variant, "scale": scale, "channels": channels, "mlflow_run_id": None,
             "git_commit": "abc123", "manifest_hash": "m0"}
     return save_model(root / "models" / variant / "model.pt", config, net.state_dict(), meta)
+
+
+# The quick profile's VAE recipe at toy size: ae_res trained briefly, its weights copied into the
+# variational twin. logvar_init 4 (sigma ~7) is a posterior wide enough that samples differ visibly
+# while staying above bicubic (a deterministic decoder barely reacts to small latent noise).
+TINY_AE_RES = {"_target_": "gensr.archs.ae_res.ResidualAttentionAE", "scale": 2, "channels": 3,
+               "features": 8, "n_blocks": 1, "latent": 4}
+TINY_VAE_RES = {**TINY_AE_RES, "variational": True, "logvar_init": 4.0}
+TRAIN_CROPS = [("astronaut", 0, 0), ("coffee", 100, 200), ("chelsea", 50, 100), ("astronaut", 200, 300)]
+TEST_CROPS = [("astronaut", 300, 100, 96), ("coffee", 250, 300, 64)]  # regions no training crop covers
+
+
+def photo_pair(name: str, y: int, x: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, HR) float32 HxWx3 of a bundled photo's crop, LR by the project's bicubic degradation."""
+    from skimage import data
+
+    from gensr.evaluate.sets import bicubic_degrade
+
+    hr = getattr(data, name)()[y : y + size, x : x + size, :3].astype(np.float32) / 255
+    return bicubic_degrade(hr, 2), hr
+
+
+@functools.cache
+def trained_ae_res(steps: int = 300, patch: int = 16, batch: int = 8) -> dict[str, torch.Tensor]:
+    """State dict of TINY_AE_RES after `steps` of L1 on random patches of TRAIN_CROPS (~10 s on one
+    core; cached per process), a little but reliably above bicubic on TEST_CROPS."""
+    from hydra.utils import instantiate
+
+    pairs = [photo_pair(n, y, x, 128) for n, y, x in TRAIN_CROPS]
+    torch.manual_seed(0)
+    net = instantiate(TINY_AE_RES)
+    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        lrs, hrs = [], []
+        for i in rng.integers(len(pairs), size=batch):
+            lr, hr = pairs[i]
+            y, x = (int(v) for v in rng.integers(0, lr.shape[0] - patch + 1, size=2))
+            lrs.append(lr[y : y + patch, x : x + patch])
+            hrs.append(hr[2 * y : 2 * (y + patch), 2 * x : 2 * (x + patch)])
+        nchw = lambda a: torch.from_numpy(np.stack(a).transpose(0, 3, 1, 2).copy())  # noqa: E731
+        loss = (net(nchw(lrs)) - nchw(hrs)).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def tiny_vae_res() -> nn.Module:
+    """The variational twin of the trained TINY_AE_RES (its log-variance head at logvar_init), eval mode."""
+    from hydra.utils import instantiate
+
+    net = instantiate(TINY_VAE_RES)
+    missing, unexpected = net.load_state_dict(trained_ae_res(), strict=False)
+    assert not unexpected and all(k.startswith("to_logvar.") for k in missing)
+    return net.eval()
+
+
+def save_vae_res(root: Path, variant: str = "vae") -> Path:
+    meta = {"variant": variant, "scale": 2, "channels": 3, "mlflow_run_id": None,
+            "git_commit": "abc123", "manifest_hash": "m0"}
+    return save_model(root / "models" / variant / "model.pt", TINY_VAE_RES, tiny_vae_res().state_dict(), meta)
+
+
+# What the torch-free commands (gensr upscale, gensr sample) must run without.
+HEAVY = ["torch", "lightning", "pytorch_lightning", "mlflow", "hydra", "omegaconf", "onnx", "scipy"]
+
+
+def cli_without_heavy_imports(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`gensr <argv>` in a fresh interpreter where importing any of HEAVY raises ImportError; the
+    child also fails if one of them got imported anyway."""
+    code = (
+        "import sys\n"
+        f"for name in {HEAVY!r}: sys.modules[name] = None  # any import of these now raises ImportError\n"
+        "from gensr.cli import main\n"
+        f"rc = main({list(argv)!r})\n"
+        f"assert not [m for m in sys.modules if m.split('.')[0] in {HEAVY!r} and sys.modules[m] is not None]\n"
+        "sys.exit(rc)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def smooth_image(rng: np.random.Generator, h: int, w: int, channels: int = 3) -> np.ndarray:

@@ -136,17 +136,30 @@ def test_config_losses_and_discriminator_build(variant):
     assert any(loss.inputs == "adversarial" for loss in losses.values())
 
 
+@pytest.mark.parametrize("detail_sigma", [0.0, 1.0])
 @pytest.mark.parametrize("size", [16, 33, 64])
 @pytest.mark.parametrize("cls", [VGGDiscriminator, UNetDiscriminator])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_image_discriminators_any_patch(cls, channels, size):
-    disc = cls(channels=channels, features=8)
+def test_image_discriminators_any_patch(cls, channels, size, detail_sigma):
+    disc = cls(channels=channels, features=8, detail_sigma=detail_sigma)
     x = torch.rand(2, channels, size, size, requires_grad=True)
     logits = disc(x)
     want = (2, 1) if cls is VGGDiscriminator else (2, 1, size, size)
     assert logits.shape == want
     logits.mean().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_detail_input_shows_the_critic_what_blur_removes():
+    from gensr.archs.discriminators import DetailInput
+
+    torch.manual_seed(0)
+    sharp = torch.rand(1, 3, 32, 32)
+    flat = torch.full((1, 3, 32, 32), 0.5)
+    out = DetailInput(sigma=1.0, gain=4.0)(torch.cat([sharp, flat]))
+    assert out.shape == (2, 6, 32, 32)
+    assert torch.equal(out[:, :3], torch.cat([sharp, flat]))  # the image itself is kept
+    assert out[0, 3:].abs().mean() > 0.1 and out[1, 3:].abs().max() < 1e-6  # detail band: texture only
 
 
 def test_vae_sampling_is_seeded_and_diverse():

@@ -203,6 +203,13 @@ def test_prepare_stage_through_dvc(tmp_path):
     assert manifests(repo / "data" / "by_hand")["test"]["scale"] == 3
 
 
+def test_relative_folder_is_relative_to_the_repo_root(tmp_path):
+    """As DVC reads a relative dependency path in dvc.yaml (tests/test_data_folder_dep.py)."""
+    write_photos(tmp_path / "photos", 3)
+    prepare_mod.prepare(config(Path("photos"), tmp_path / "out"), tmp_path)
+    assert manifests(tmp_path / "out")["train"]["folder"] == str(tmp_path / "photos")
+
+
 def test_output_names_stay_unique(tmp_path):
     write_photos(tmp_path, 1, prefix="x")
     shutil.copy(tmp_path / "x0.png", tmp_path / "x0.jpg")  # same stem, another extension

@@ -39,10 +39,12 @@ def _report(tmp_path):
     pic, _ = comparison_picture(hr, lr, outputs, psnrs, 2)
     pic_path = save_png(tmp_path / "reports" / "comparisons" / "test" / "astronaut.png", pic)
     rows = [{"set": "test", "image": "astronaut", "method": m, "height": 128, "width": 128, "psnr_y": psnrs[m],
-             "ssim_y": 0.9, "psnr_rgb": psnrs[m] - 1, "hf_ratio": 0.5, "gmsd": 0.01, "seconds": 0.01}
+             "ssim_y": 0.9, "psnr_rgb": psnrs[m] - 1, "texture_distance": 0.2, "hf_ratio": 0.5, "gmsd": 0.01,
+             "seconds": 0.01}
             for m in outputs]
     summary = results.summarise(rows, {"gan": 12345})
     champ = results.champion(summary, "test", ["gan"])
+    champ["perceptual"] = results.perceptual_champion(summary, "test", ["gan"], 1.0)
     chart = plots.comparison_chart([{"variant": m, **e} for m, e in summary["test"].items()], "test",
                                    tmp_path / "reports" / "plots" / "comparison.png")
     return write_report(tmp_path / "reports" / "index.html", summary=summary, split_id="test", champ=champ,

@@ -17,11 +17,12 @@ from PIL import Image
 import eval_fixtures as fx
 from gensr.evaluate.inference import bicubic_upscale, upscale
 from gensr.evaluate.sets import bicubic_degrade
+from gensr.errors import EXIT_USER_ERROR
 from gensr.evaluate.stage import run_evaluation
 from gensr.io import read_image
 from gensr.metrics import psnr_y
 
-VARIANTS = ["ae", "smooth", "gan"]
+VARIANTS = ["ae", "smooth", "gan", "vae"]  # vae: variational, so its pictures get uncertainty maps
 SCALE = 2
 
 
@@ -50,6 +51,7 @@ def project(tmp_path_factory):
     fx.write_model(root / "models", "ae", SCALE, run_id=run_id)
     fx.write_model(root / "models", "smooth", SCALE)
     fx.write_model(root / "models", "gan", SCALE, run_id="0123456789abcdef0123456789abcdef")  # unknown run
+    fx.write_model(root / "models", "vae", SCALE)
     bench = _bench(root)
     cfg = fx.make_config(VARIANTS, SCALE, benchmarks={"Tiny": str(bench.relative_to(root))})
     out = run_evaluation(cfg, root)
@@ -74,13 +76,16 @@ def test_metrics_json_has_every_set_and_method_with_deltas(project):
         assert set(m[set_id]) == {"bicubic", *VARIANTS}
         for method, e in m[set_id].items():
             assert e["n_images"] == n
-            for k in ("psnr_y", "ssim_y", "psnr_rgb", "hf_ratio", "gmsd", "seconds_per_image", "ms_per_mp"):
+            for k in ("psnr_y", "ssim_y", "psnr_rgb", "texture_distance", "hf_ratio", "gmsd", "seconds_per_image",
+                      "ms_per_mp"):
                 assert isinstance(e[k], float) and np.isfinite(e[k]), (set_id, method, k)
             assert 0 < e["psnr_y"] < 60 and 0 < e["ssim_y"] <= 1  # "ae" is untrained: any low value
             assert e["delta_psnr_y"] == pytest.approx(e["psnr_y"] - m[set_id]["bicubic"]["psnr_y"], abs=1e-5)
     assert m["test"]["bicubic"]["params"] == 0 and m["test"]["ae"]["params"] > 1000
     # The sharpening "GAN" restores more detail than the plain upsampler: visible in the numbers.
     assert m["test"]["gan"]["hf_ratio"] > m["test"]["smooth"]["hf_ratio"] + 0.1
+    # Bilinear is blurrier than bicubic: further from HR's detail statistics.
+    assert m["test"]["smooth"]["texture_distance"] > m["test"]["bicubic"]["texture_distance"] > 0
 
 
 def test_per_image_rows_are_real_measurements(project):
@@ -100,13 +105,20 @@ def test_per_image_rows_are_real_measurements(project):
     assert m["test"]["gan"]["psnr_y"] == pytest.approx(np.mean(gan), abs=1e-4)
 
 
-def test_champion_is_the_best_trained_variant_on_test_without_timings(project):
+def test_champions_fidelity_and_perceptual_on_test_without_timings(project):
     root, out, _ = project
     champ = json.loads((root / "reports" / "champion.json").read_text())
-    assert set(champ) == {"variant", "psnr_y", "set"} and champ["set"] == "test"
+    assert set(champ) == {"variant", "psnr_y", "set", "perceptual"} and champ["set"] == "test"
     test = _metrics(root)["test"]
     best = max(VARIANTS, key=lambda v: test[v]["psnr_y"])
     assert champ["variant"] == best and champ["psnr_y"] == pytest.approx(test[best]["psnr_y"], abs=1e-4)
+    # No untrained stand-in is 1 dB above bicubic: the fallback is explicit, not a silent pick.
+    perc = champ["perceptual"]
+    assert set(perc) == {"variant", "psnr_y", "set", "texture_distance", "min_psnr_y", "qualified", "fallback", "rule"}
+    assert perc["min_psnr_y"] == pytest.approx(test["bicubic"]["psnr_y"] + 1.0, abs=1e-4)
+    assert all(test[v]["psnr_y"] < perc["min_psnr_y"] for v in VARIANTS)
+    assert perc["qualified"] is False and perc["variant"] == best and "bicubic + 1 dB" in perc["fallback"]
+    assert perc["texture_distance"] == pytest.approx(test[best]["texture_distance"], abs=1e-4)
 
 
 def test_comparison_pictures_for_every_image(project):
@@ -115,7 +127,8 @@ def test_comparison_pictures_for_every_image(project):
                   for p in (root / "reports" / "comparisons").rglob("*.png"))
     assert pics == ["test/astronaut.png", "test/chelsea.png", "test/coffee.png", "tiny/coffee.png", "tiny/rocket.png"]
     img = np.asarray(Image.open(root / "reports/comparisons/test/coffee.png").convert("RGB"))
-    # thumbnail + LR + bicubic + 3 variants + HR = 7 panels of 192 px: two rows of up to 5.
+    # thumbnail + LR + bicubic + 4 variants + the vae's uncertainty map + HR = 9 panels of 192 px:
+    # two rows of up to 5.
     assert img.shape[1] > 5 * 192 and img.shape[0] > 2 * 192
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 1000  # real picture content, not a blank
     assert not list((root / "reports").glob(".comparisons.*"))  # temp folder swapped in, not left
@@ -125,6 +138,7 @@ def test_dvc_plot_files_exist(project):
     root, _, _ = project
     lb = list(csv.DictReader(open(root / "reports/plots/leaderboard.csv")))
     assert [r["method"] for r in lb] == ["bicubic", *VARIANTS]
+    assert all(float(r["texture_distance"]) > 0 for r in lb)
     for png in ("comparison.png", "training_curves.png"):
         im = Image.open(root / "reports" / "plots" / png)
         assert im.width > 300 and np.asarray(im.convert("L")).std() > 10
@@ -139,10 +153,18 @@ def test_report_is_self_contained_with_leaderboard_and_pictures(project):
     imgs = re.findall(r'<img src="([^"]+)"', html)
     assert len(imgs) == 5 + 2 and all(s.startswith("data:image/png;base64,") for s in imgs)
     champ = out["champion"]["variant"]
-    assert re.search(rf"<td class=\"name\">{champ} ★</td>", html)
+    assert re.search(rf"<td class=\"name\">{champ} ★ ◆</td>", html)  # both: the perceptual fell back
+    assert "no variant reached bicubic + 1 dB" in html
     for name in ["bicubic", *VARIANTS]:
         assert f'<td class="name">{name}' in html
     assert "Δ PSNR vs bicubic" in html and "ms / megapixel" in html and "HF detail ratio" in html
+    # Fidelity and perception are column groups, each spanning its columns for both sets.
+    assert '<th class="group" colspan="4">Fidelity</th>' in html
+    assert '<th class="group" colspan="6">Perception</th>' in html and "texture distance ↓" in html
+    # The uncertainty map is explained beside the vae's pictures, and only there.
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", html)
+    assert len(captions) == 5 and all("std panel: per-pixel standard deviation of 8 samples (seed 0) of vae," in c
+                                      for c in captions)
     assert "LPIPS skipped" in html  # the honest note when no local LPIPS model is configured
     assert "Training curves" in html
 
@@ -163,20 +185,25 @@ def test_mlflow_runs_carry_the_same_metric_names_and_the_champion_tag(project):
         keys = {k for k in run.data.metrics if "/" in k and k != "val/psnr_y"}
         assert names is None or keys == names  # same names on every variant: side-by-side view
         names = keys
+        assert run.data.metrics["test/texture_distance"] == pytest.approx(m["test"][v]["texture_distance"], abs=1e-5)
         assert run.data.tags["gensr.champion"] == str(v == out["champion"]["variant"]).lower()
+        assert run.data.tags["gensr.champion_perceptual"] == str(v == out["champion"]["perceptual"]["variant"]).lower()
         assert "evaluation/index.html" in [a.path for a in client.list_artifacts(run.info.run_id, "evaluation")]
         assert run.info.status == "FINISHED"
-    # No run id ("smooth") or one this store doesn't know ("gan"): a new run named after the variant.
-    for v in ("smooth", "gan"):
+    # No run id ("smooth", "vae") or one this store doesn't know ("gan"): a new run named after the variant.
+    for v in ("smooth", "gan", "vae"):
         run = client.get_run(run_ids[v])
         assert run.info.run_name == v and run.data.tags["gensr.evaluation_only"] == "true"
     summary = client.get_run(out["summary_run_id"])
     assert summary.info.run_name == "evaluate"
     assert summary.data.tags["gensr.champion_variant"] == out["champion"]["variant"]
+    assert summary.data.tags["gensr.champion_perceptual_variant"] == out["champion"]["perceptual"]["variant"]
+    assert summary.data.tags["gensr.champion_perceptual_qualified"] == "false"
     arts = {a.path for a in client.list_artifacts(summary.info.run_id)}
     assert {"index.html", "metrics.json", "per_image.csv", "champion.json", "comparisons"} <= arts
     exp = client.get_experiment(summary.info.experiment_id)
     assert exp.tags["gensr.champion"] == out["champion"]["variant"]
+    assert exp.tags["gensr.champion_perceptual"] == out["champion"]["perceptual"]["variant"]
     html = (root / "reports" / "index.html").read_text()
     assert "trained without tracking" in html and "not in this tracking store" in html
 
@@ -200,10 +227,11 @@ def test_pipeline_script_with_other_eval_setting_keeps_champion_bytes(project, t
     assert (copy / "reports" / "champion.json").read_bytes() == before
     assert not (copy / "reports" / "comparisons" / "tiny").exists()  # stale pictures removed
     assert "MLflow logging disabled" in (copy / "reports" / "index.html").read_text()
-    # Bad input is a one-line error and exit status 1, not a traceback.
+    # Bad input is a one-line error and the user-error exit status, not a traceback.
     shutil.rmtree(copy / "data" / "prepared" / "test" / "lr")
-    assert script["main"](["evaluate.mlflow=false"]) == 1
-    assert "run the prepare stage first" in capsys.readouterr().err
+    assert script["main"](["evaluate.mlflow=false"]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "run the prepare stage first" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_missing_model_is_a_clear_error(project, tmp_path):

@@ -1,15 +1,21 @@
-"""Weight-free texture measures (HF detail ratio, GMSD) and the optional local LPIPS model."""
+"""Weight-free texture measures (texture distance, HF detail ratio, GMSD) and the optional local
+LPIPS model."""
 from __future__ import annotations
+
+import io
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+import eval_fixtures as fx
+from gensr.data.sources import EMBEDDED, embedded_array
 from gensr.evaluate.inference import bicubic_upscale
 from gensr.evaluate.sets import bicubic_degrade
-from gensr.evaluate.texture import LpipsModel, gmsd, hf_ratio, lpips_note
-from gensr.metrics import psnr_y
+from gensr.evaluate.texture import LpipsModel, gmsd, hf_ratio, high_pass, lpips_note, texture_distance
+from gensr.metrics import psnr_y, y_channel
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +57,85 @@ def test_gmsd_grows_with_distortion_and_is_symmetric(hr):
     noisy = np.clip(hr + np.random.default_rng(0).normal(0, 0.05, hr.shape), 0, 1).astype(np.float32)
     assert gmsd(noisy, hr) == pytest.approx(gmsd(hr, noisy))
     assert gmsd(noisy, hr) > gmsd(_blur(hr, 0.5), hr)
+
+
+@pytest.fixture(scope="module")
+def scenes() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """name -> (HR, its x2 bicubic SR): 256x256 centre crops of the eight photos of the `embedded`
+    data source (portrait, fur, food, machinery, star field, retina, cells, motorbike) and a
+    dead-leaves texture."""
+    hrs = {}
+    for name in EMBEDDED:
+        img = embedded_array(name)
+        y, x = (img.shape[0] - 256) // 2, (img.shape[1] - 256) // 2
+        hrs[name] = img[y : y + 256, x : x + 256].astype(np.float32) / 255.0
+    hrs["dead_leaves"] = fx.dead_leaves(256)
+    return {name: (hr, bicubic_upscale(bicubic_degrade(hr, 2), 2)) for name, hr in hrs.items()}
+
+
+def _jpeg(img: np.ndarray, quality: int = 10) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf)).astype(np.float32) / 255.0
+
+
+def _hf_noise(hr: np.ndarray, base: np.ndarray, seed: int = 0) -> np.ndarray:
+    """`base` plus grey Gaussian noise whose high-frequency RMS on Y equals HR's."""
+    noise = np.random.default_rng(seed).normal(size=hr.shape[:2])
+    target = np.sqrt(np.mean(high_pass(y_channel(hr)) ** 2))  # Y grey levels
+    noise *= target / np.sqrt(np.mean(high_pass(noise * 219.0) ** 2))  # 219: Y's studio-range gain
+    return np.clip(base + noise[:, :, None], 0, 1).astype(np.float32)
+
+
+def test_texture_distance_is_zero_for_hr_only(scenes):
+    for name, (hr, bic) in scenes.items():
+        assert texture_distance(hr, hr, 2) == 0.0, name
+        assert texture_distance(bic, hr, 2) > 0.1, name
+        # Not symmetric in general (HR's detail amplitude sets the unit), but it is a distance.
+        assert texture_distance(hr, bic, 2) > 0.0
+
+
+def test_noise_matched_to_hr_detail_scores_worse_than_bicubic(scenes):
+    """The failure of hf_ratio this measure exists for: noise with HR's high-frequency energy
+    looks like restored detail to hf_ratio, and must not to the texture distance."""
+    ratios = {}
+    for name, (hr, bic) in scenes.items():
+        noisy = _hf_noise(hr, bic)
+        assert 1.0 <= hf_ratio(noisy, hr, 2) < 1.4 and hf_ratio(bic, hr, 2) < 0.8, name  # hf_ratio is fooled
+        ratios[name] = texture_distance(noisy, hr, 2) / texture_distance(bic, hr, 2)
+    assert all(r > 1.0 for r in ratios.values()), ratios
+    # Grainy references (fur, cells, star field) leave the least margin; structured scenes a wide one.
+    assert np.median(list(ratios.values())) > 1.4, ratios
+    assert ratios["rocket"] > 2 and ratios["coffee"] > 2 and ratios["dead_leaves"] > 1.3, ratios
+
+
+def test_jpeg_blocking_scores_worse_than_the_clean_image(scenes):
+    for name, (hr, bic) in scenes.items():
+        for label, clean in (("bicubic", bic), ("HR blurred 0.5", _blur(hr, 0.5))):
+            blocky = _jpeg(clean, 10)
+            assert texture_distance(blocky, hr, 2) > 1.15 * texture_distance(clean, hr, 2), (name, label)
+
+
+def test_lightly_blurred_hr_beats_bicubic_and_more_blur_scores_worse(scenes):
+    for name, (hr, bic) in scenes.items():
+        scores = [texture_distance(_blur(hr, s), hr, 2) for s in (0.5, 1.0, 2.0)]
+        assert scores == sorted(scores), (name, scores)
+        assert scores[0] < 0.75 * texture_distance(bic, hr, 2), name
+
+
+def test_texture_distance_on_grey_flat_and_small_images(hr):
+    grey = hr.mean(axis=2, keepdims=True)
+    assert texture_distance(_blur(grey, 1.0), grey) > texture_distance(_blur(grey, 0.5), grey) > 0
+    flat = np.full((64, 64, 3), 0.5, np.float32)
+    dotted = flat.copy()
+    dotted[::8, ::8] = 1.0
+    assert texture_distance(flat, flat) == 0.0
+    assert 0 < texture_distance(dotted, flat) < float("inf")  # detail a flat reference lacks: finite
+    assert texture_distance(hr[:12, :12], _blur(hr, 1.0)[:12, :12]) > 0  # one octave only
+    with pytest.raises(ValueError, match="shape mismatch"):
+        texture_distance(hr[:-2], hr)
+    with pytest.raises(ValueError, match="too small"):
+        texture_distance(hr[:10, :10], hr[:10, :10], border=2)
 
 
 def test_measures_refuse_mismatched_or_tiny_images(hr):

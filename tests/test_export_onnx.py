@@ -14,7 +14,7 @@ from torch import nn
 
 from gensr.config import compose
 from gensr.export import runtime
-from gensr.export.onnx_export import ClampedSR, ExportError, export_onnx
+from gensr.export.onnx_export import ClampedSR, ExportError, SampledSR, export_onnx
 from gensr.export.validate import ort_runner, outputs, parity, random_inputs, torch_runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +55,38 @@ def test_every_model_config_exports_and_matches_torch(model_conf, export_cfg):
         _checked[key] = result
     result = _checked[key]
     assert result["passed"], result["failures"]
+
+
+def _variational(model_conf: str) -> bool:
+    net = compose([f"model@models.ae={model_conf}"], root=ROOT).models.ae.net
+    return net._target_.endswith(".VariationalSR") or bool(net.get("variational"))
+
+
+VARIATIONAL_CONFS = [m for m in MODEL_CONFS if _variational(m)]
+
+
+@pytest.mark.parametrize("model_conf", VARIATIONAL_CONFS)
+def test_variational_configs_export_a_sampler_that_matches_torch(model_conf, export_cfg):
+    """Each variational generator also exports its sampling graph (inputs lr and noise, no RNG op),
+    equal to torch's `sample` for the same noise at odd shapes and batch 2."""
+    cfg = compose([f"model@models.ae={model_conf}"], root=ROOT)
+    torch.manual_seed(0)
+    net = instantiate(cfg.models.ae.net).eval()
+    for p in net.parameters():  # zero-initialised heads would hide the noise path from the check
+        torch.nn.init.normal_(p, std=0.05)
+    proto = export_onnx(net, {"variant": model_conf, "scale": 2, "channels": 3}, export_cfg.opset, sampler=True)
+    assert not [n for n in proto.graph.node if "Random" in n.op_type]
+    session = runtime.make_session(proto.SerializeToString(), ["CPUExecutionProvider"], threads=2)
+    meta = runtime.read_metadata(session, model_conf, sampler=True)
+    inputs = random_inputs([(17, 23)], [2], 3, seed=1) | random_inputs([(40, 31)], [1], 3, seed=2)
+    noise = {k: runtime.sample_noise(runtime.noise_shape(meta, x.shape[0], *x.shape[2:]), 0, i)
+             for i, (k, x) in enumerate(inputs.items())}
+    ort_out = outputs(ort_runner(session), inputs, noise)
+    result = parity(inputs, outputs(torch_runner(SampledSR(net).eval()), inputs, noise), ort_out,
+                    export_cfg.max_abs_diff, export_cfg.min_psnr_db)
+    assert result["passed"], result["failures"]
+    mu_out = outputs(torch_runner(ClampedSR(net).eval()), inputs)
+    assert all(np.abs(ort_out[k] - mu_out[k]).max() > 1e-3 for k in inputs)  # the noise does reach the output
 
 
 def test_graph_is_dynamic_and_carries_metadata(tmp_path):

@@ -1,6 +1,7 @@
 """The export stage end to end on a tiny project: validation report, shipping rules, MLflow registry."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from export_helpers import make_prepared, save_small_model
+from export_helpers import make_prepared, save_small_model, save_vae_res
 
 from gensr.config import compose
 from gensr.export import runtime
@@ -17,7 +18,7 @@ from gensr.export.validate import to_nchw
 from gensr.io import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ["ae"]  # a small ConvAutoencoder saved as variant "ae"
+VARIANTS = ["ae", "vae"]  # a small ConvAutoencoder as "ae"; a tiny trained variational ae_res as "vae"
 FAST = [
     f"variants=[{','.join(VARIANTS)}]",
     "export.speed.shape=[1,32,32]", "export.speed.warmup=1", "export.speed.repeats=2",
@@ -30,10 +31,12 @@ FAST = [
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     make_prepared(root)
-    for i, v in enumerate(VARIANTS):
-        save_small_model(root, v, seed=i)
+    save_small_model(root, "ae")
+    save_vae_res(root, "vae")
     (root / "reports").mkdir()
-    (root / "reports" / "champion.json").write_text(json.dumps({"variant": "ae", "psnr_y": 30.0, "set": "test"}))
+    perceptual = {"variant": "vae", "psnr_y": 29.0, "set": "test"}
+    (root / "reports" / "champion.json").write_text(
+        json.dumps({"variant": "ae", "psnr_y": 30.0, "set": "test", "perceptual": perceptual}))
     # A stale int8 file from an earlier run must disappear when int8 is rejected now.
     stale = root / "exports" / "models" / "ae" / "model.int8.onnx"
     stale.parent.mkdir(parents=True)
@@ -45,8 +48,10 @@ def project(tmp_path_factory):
 def exported(project):
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
-    # fp16 forced to ship and int8 forced to be rejected, so both branches of the rule run.
-    cfg = compose([*FAST, "export.fp16_max_psnr_drop_db=100", "export.int8_max_psnr_drop_db=-100"], root=ROOT)
+    # fp16 forced to ship and int8 forced to be rejected, so both branches of the rule run; the
+    # sampler forced to ship (its rule against bicubic is tested in test_vae_sampling).
+    cfg = compose([*FAST, "export.fp16_max_psnr_drop_db=100", "export.int8_max_psnr_drop_db=-100",
+                   "export.sampler.min_margin_db=-100"], root=ROOT)
     try:
         yield run_stage(cfg, project), project
     finally:
@@ -95,6 +100,7 @@ def test_registry_round_trip_loads_the_champion(exported):
     report, root = exported
     uri = report["registry"]["champion_uri"]
     assert uri == "models:/gensr-x2-ae@champion"
+    assert report["registry"]["champion_perceptual_uri"] == "models:/gensr-x2-vae@champion-perceptual"
     lr = read_image(root / "data" / "prepared" / "test" / "lr" / "img0.png")
     shipped_path = root / "exports" / "models" / "ae" / "model.onnx"
     expected = runtime.run(runtime.make_session(shipped_path, ["CPUExecutionProvider"]), to_nchw(lr))
@@ -113,12 +119,69 @@ def test_registry_round_trip_loads_the_champion(exported):
         assert report["registry"]["models"]["ae"]["new_run"]  # model.pt had no run id: run named "ae"
         assert client.get_run(run_id).info.run_name == "ae"
         assert client.get_run(run_id).data.metrics["export/parity_max_abs_diff"] <= 1e-4
+        vae = report["registry"]["models"]["vae"]
+        assert str(client.get_model_version_by_alias("gensr-x2-vae", "champion-perceptual").version) == vae["version"]
+        assert "champion-perceptual" not in client.get_registered_model("gensr-x2-ae").aliases
+        logged = [a.path for a in client.list_artifacts(vae["run_id"], "onnx_exports")]
+        assert "onnx_exports/model.sample.onnx" in logged  # the sampler travels with the vae's model
         # A new champion of the same scale takes the alias away from the old one.
         exp_id = client.get_experiment_by_name("gensr").experiment_id
-        other = registry.log_and_register(shipped_path, {"variant": "vae", "scale": 2, "channels": 3}, exp_id)
-        assert registry.set_champion(2, "vae", other["version"], ["ae", "vae"]) == "models:/gensr-x2-vae@champion"
+        other = registry.log_and_register(shipped_path, {"variant": "gan", "scale": 2, "channels": 3}, exp_id)
+        assert registry.set_champion(2, "gan", other["version"], VARIANTS + ["gan"]) == "models:/gensr-x2-gan@champion"
         assert "champion" not in client.get_registered_model("gensr-x2-ae").aliases
-        assert str(client.get_model_version_by_alias("gensr-x2-vae", "champion").version) == other["version"]
+        assert str(client.get_model_version_by_alias("gensr-x2-gan", "champion").version) == other["version"]
+        assert "champion-perceptual" in client.get_registered_model("gensr-x2-vae").aliases  # untouched
+    finally:
+        mp.undo()
+
+
+def test_variational_variant_also_ships_a_validated_sampler(exported):
+    report, root = exported
+    on_disk = json.loads((root / "exports" / "validation.json").read_text())
+    entry = on_disk["variants"]["vae"]["sampler"]
+    path = root / "exports" / "models" / "vae" / "model.sample.onnx"
+    assert entry["shipped"] and entry["path"] == str(path.relative_to(root))
+    assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert entry["size_bytes"] == path.stat().st_size
+    assert entry["providers"] == ["CPUExecutionProvider"] and entry["noise_shape"] == "[N, 4, ceil(H/2), ceil(W/2)]"
+    cases = entry["parity"]["cases"]  # same shapes, batches and bound as the deterministic graph
+    assert entry["parity"]["passed"] and cases.keys() == on_disk["variants"]["vae"]["parity"]["cases"].keys()
+    assert all(c["max_abs_diff"] <= 1e-4 for c in cases.values())
+    quality = entry["quality"]
+    assert quality["samples_per_image"] == 4 and quality["per_image"].keys() == {"img0", "img1"}
+    assert all(len(set(v["samples"])) == 4 for v in quality["per_image"].values())  # seeded samples differ
+    assert np.isfinite(quality["psnr_y"]) and np.isfinite(quality["bicubic_psnr_y"])
+    meta = runtime.read_metadata(runtime.make_session(path, ["CPUExecutionProvider"]), str(path), sampler=True)
+    assert meta["kind"] == "sampler" and meta["variant"] == "vae" and meta["noise_stride"] == 2
+    deterministic = root / "exports" / "models" / "vae" / "model.onnx"  # the mu graph is still model.onnx
+    assert runtime.read_metadata(runtime.make_session(deterministic, ["CPUExecutionProvider"]))["kind"] == "sr"
+    assert "sampler" not in on_disk["variants"]["ae"]
+    assert not (root / "exports" / "models" / "ae" / "model.sample.onnx").exists()
+
+
+def test_perceptual_alias_tolerates_older_and_empty_champion_files(exported, caplog):
+    from mlflow import MlflowClient
+
+    from gensr.export import registry
+    from gensr.export.stage import _aliases
+
+    report, root = exported
+    out = {"models": report["registry"]["models"]}
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    try:
+        client = MlflowClient()
+        # champion.json from before the perceptual pick: fidelity alias set, perceptual left alone.
+        _aliases(registry, out, {"variant": "ae", "psnr_y": 30.0, "set": "test"}, 2, VARIANTS, "reports/champion.json")
+        assert "no 'perceptual' entry" in out["champion_perceptual_note"] and "champion_perceptual_uri" not in out
+        assert "no 'perceptual' entry" in caplog.text
+        assert "champion-perceptual" in client.get_registered_model("gensr-x2-vae").aliases
+        # No model qualified as perceptual champion: a previous holder loses the alias.
+        out = {"models": report["registry"]["models"]}
+        _aliases(registry, out, {"variant": "ae", "perceptual": None}, 2, VARIANTS, "reports/champion.json")
+        assert "removed" in out["champion_perceptual_note"]
+        assert "champion-perceptual" not in client.get_registered_model("gensr-x2-vae").aliases
+        assert out["champion_uri"] == "models:/gensr-x2-ae@champion"
     finally:
         mp.undo()
 

@@ -6,10 +6,12 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gensr import metrics
 from gensr.losses import (
     AdversarialLoss,
+    BandEnergyLoss,
     CharbonnierLoss,
     GradientPenalty,
     KLLoss,
@@ -167,3 +169,32 @@ def test_active_phase_switches_a_term_on_and_off():
     for bad in ((0.5, 0.5), (-0.1, 1.0), (0.2, 1.5)):
         with pytest.raises(ValueError, match="active must be"):
             L1Loss(active=bad)
+
+
+def _texture(seed: int, size: int = 64) -> torch.Tensor:
+    """A natural-ish texture: white noise with a 1/f spectrum, in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    spec = torch.fft.rfft2(torch.randn(1, 3, size, size, generator=g))
+    fy = torch.fft.fftfreq(size).view(-1, 1)
+    fx = torch.fft.rfftfreq(size).view(1, -1)
+    img = torch.fft.irfft2(spec / (fx**2 + fy**2).sqrt().clamp(min=1 / size), s=(size, size))
+    return ((img - img.min()) / (img.max() - img.min())).clamp(0, 1)
+
+
+def test_band_energy_rewards_detail_of_the_right_strength_not_its_exact_pixels():
+    from gensr.losses.frequency import gaussian_blur
+
+    loss = BandEnergyLoss(window=8)
+    hr = _texture(0)
+    blurred = gaussian_blur(hr, 1.0)
+    shifted = torch.roll(hr, shifts=(1, 1), dims=(2, 3))  # same detail, one pixel off
+    noisy = (hr + 0.2 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    assert loss(hr, hr).item() == pytest.approx(0.0, abs=1e-6)
+    # A pixel loss calls the shifted copy worse than the blur; the energy loss sees it is the sharp one.
+    assert F.l1_loss(shifted, hr) > F.l1_loss(blurred, hr)
+    assert loss(shifted, hr) < 0.25 * loss(blurred, hr)
+    assert loss(noisy, hr) > loss(shifted, hr)  # too much energy is penalised as well as too little
+    blurred.requires_grad_(True)
+    loss(blurred, hr).backward()
+    assert torch.isfinite(blurred.grad).all() and blurred.grad.abs().sum() > 0
+    assert BandEnergyLoss(weight=2.0)(blurred, hr).item() == pytest.approx(2 * loss(blurred, hr).item(), rel=1e-5)

@@ -1,8 +1,10 @@
-"""MLflow end to end: a real `mlflow server` (SQLite backend) over HTTP, and an unreachable one."""
+"""MLflow end to end: a real `mlflow server` (SQLite backend) over HTTP; an unreachable server or a broken
+SQLite store fails a stage at once; a run that fails ends FAILED."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +16,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from train_fixtures import project, project_template, run_train, tiny_overrides  # noqa: F401
+from gensr.errors import EXIT_USER_ERROR
+from gensr.tracking import TrackingUnavailableError, check_store
+from test_config_validation import RUN_STAGE
+from train_fixtures import ROOT, project, project_template, run_train, tiny_overrides  # noqa: F401
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
@@ -90,7 +95,88 @@ def test_unreachable_server_fails_fast(project):
     t0 = time.monotonic()
     proc = run_train(project, tiny_overrides("ae"), env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, timeout=60)
     elapsed = time.monotonic() - t0
-    assert proc.returncode == 1
-    assert "MLflow tracking server http://127.0.0.1:9 is unreachable" in proc.stderr
+    assert proc.returncode == EXIT_USER_ERROR
+    assert proc.stderr.startswith("error: MLflow tracking server http://127.0.0.1:9 is unreachable")
+    assert len(proc.stderr.strip().splitlines()) == 1
     assert elapsed < 30, f"took {elapsed:.0f} s"
     assert not (project / "models" / "ae").exists()
+
+
+def _without_root_powers() -> list[str]:
+    """Root writes read-only files anyway; drop its capabilities so permissions apply as for a user."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: file permissions cannot be tested")
+    return ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+
+
+# (how the store is broken, what the one line must say)
+STORE_FAULTS = {
+    "corrupt": (lambda db: db.write_bytes(b"not an SQLite file " * 64), "is corrupt"),
+    "read-only": (lambda db: (_sqlite_file(db), db.chmod(0o444)), "is read-only"),
+    "unreadable": (lambda db: (_sqlite_file(db), db.chmod(0o000)), "is unreadable"),
+}
+
+
+def _sqlite_file(db: Path) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE t (a)")
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("fault,script", [*((f, "train") for f in STORE_FAULTS), ("corrupt", "evaluate"),
+                                          ("corrupt", "export")])
+def test_broken_store_fails_before_any_work(project, fault, script):
+    """A corrupt, read-only or unreadable mlflow.db: one line naming the store and what to do, in
+    seconds, before torch is imported, with the database and the outputs left as they were."""
+    db = project / "mlflow.db"
+    STORE_FAULTS[fault][0](db)
+    before = db.stat().st_mode, (db.read_bytes() if fault == "corrupt" else None)
+    argv = tiny_overrides("ae") if script == "train" else []
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [*_without_root_powers(), sys.executable, "-c", RUN_STAGE, str(ROOT / "pipelines" / f"{script}.py"), *argv],
+        cwd=project, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert time.monotonic() - t0 < 30
+    assert proc.returncode == EXIT_USER_ERROR, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"error: MLflow store sqlite:///{db}") and STORE_FAULTS[fault][1] in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert proc.stdout.strip() == "False"  # torch never imported: no work started
+    assert not (project / "models" / "ae").exists() and not (project / "reports").exists()
+    assert (db.stat().st_mode, db.read_bytes() if fault == "corrupt" else None) == before
+
+
+def test_damaged_database_page_is_found(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "mlflow.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE t (a TEXT)")
+    con.executemany("INSERT INTO t VALUES (?)", [("x" * 100,)] * 500)
+    con.commit()
+    con.close()
+    check_store(f"sqlite:///{db}")  # sound
+    with db.open("r+b") as f:  # one b-tree page overwritten in the middle of the file
+        f.seek(4096 * 3)
+        f.write(b"\xff" * 4096)
+    with pytest.raises(TrackingUnavailableError, match=r"is corrupt \(.*malformed.*\): move it aside"):
+        check_store(f"sqlite:///{db}")
+
+
+def test_run_is_failed_when_training_fails_after_fit(project):
+    """Lightning ends the run FINISHED when fit returns; writing the outputs comes after and can
+    still fail (here models/ae/model.pt is a folder): the run must read FAILED."""
+    from gensr.config import compose
+    from gensr.training.run import train
+
+    (project / "models" / "ae" / "model.pt").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError):
+        train(compose(tiny_overrides("ae", steps=2, interval=2), root=project))
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("gensr").experiment_id])
+    assert [(r.info.run_name, r.info.status) for r in runs] == [("ae", "FAILED")]
+    assert client.get_metric_history(runs[0].info.run_id, "val/psnr_y")  # it did train before failing

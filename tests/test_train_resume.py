@@ -99,7 +99,8 @@ def test_interrupted_run_resumes_exactly(project, capsys):
     assert resume_decision(project, project / "checkpoints" / "ae", ae_auto, chash) == (None, None)
     assert "variant='aae'" in capsys.readouterr().out
     # another scale
-    x3 = effective_config(compose(tiny_overrides("aae") + ["degradation.scale=3", "trainer.resume=checkpoints/aae/last.ckpt"], root=project))
+    x3 = effective_config(compose(tiny_overrides("aae") + ["degradation.scale=3", "datamodule.patch_size=33",
+                                                           "trainer.resume=checkpoints/aae/last.ckpt"], root=project))
     with pytest.raises(CheckpointMismatchError, match=r"scale=2 \(this run: 3\)"):
         resume_decision(project, ckpt_dir, x3, chash)
 
@@ -131,7 +132,8 @@ def test_init_from_refuses_other_scale_and_loads_same(project):
     module = instantiate({**eff["model"], "init_from": "models/ae_res/model.pt"}, scale=2, **kw)
     for k, v in net.state_dict().items():
         assert torch.equal(module.net.state_dict()[k], v)
-    eff3 = effective_config(compose(tiny_overrides("gan") + ["degradation.scale=3"], root=project))
+    eff3 = effective_config(compose(tiny_overrides("gan") + ["degradation.scale=3", "datamodule.patch_size=33"],
+                                    root=project))
     with pytest.raises(Exception, match=r"scale=2, but scale=3"):
         instantiate({**eff3["model"], "init_from": str(path)}, scale=3, **kw)
     json.dumps(eff["model"])  # the model config stays plain

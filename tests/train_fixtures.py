@@ -66,6 +66,7 @@ def extra_model(name: str) -> list[str]:
 def tiny_overrides(variant: str, steps: int = 4, interval: int = 2) -> list[str]:
     """Toy nets, 32-pixel patches, a few steps: seconds per run on a CPU."""
     from gensr.config import compose
+    from gensr.schema import ConfigError
 
     extra = extra_model(variant)
     cfg = compose(extra, root=ROOT)
@@ -73,17 +74,26 @@ def tiny_overrides(variant: str, steps: int = 4, interval: int = 2) -> list[str]
     out = [*extra, f"variant={variant}"]
     sizes = {"net": {"features": 8, "n_blocks": 1, "latent": 8, "depth": 1},
              "discriminator": {"features": 8, "depth": 2, "hidden": 16}}
+    # A fine-tune's net may *be* ae_res's (`net: ${models.ae_res.net}`, which Hydra will not
+    # override key by key): then shrink ae_res's net.
+    owners = {"net": variant, "discriminator": variant}
+    try:
+        compose([*extra, f"models.{variant}.net._target_={m.net._target_}"], root=ROOT)
+    except ConfigError:
+        owners["net"] = "ae_res"
     for part, keys in sizes.items():
         if part in m:
-            out += [f"models.{variant}.{part}.{k}={v}" for k, v in keys.items() if k in m[part]]
+            out += [f"models.{owners[part]}.{part}.{k}={v}" for k, v in keys.items() if k in m[part]]
     for group in ("trainer", "datamodule"):  # drop the variant's own quick-profile sizes
         if m.get(group):
             out.append(f"~models.{variant}.{group}")
     out += [f"trainer.max_steps={steps}", f"trainer.val_check_interval={interval}", "trainer.threads=1",
             "datamodule.patch_size=32", "datamodule.batch_size=4", "datamodule.num_workers=0",
             "datamodule.val_max_side=48", "logger.image_every_n_epochs=1", "trainer.log_every_n_steps=1"]
-    if "init_from" in m:
+    if "init_from" in m:  # from scratch: the toy run has no trained model to start from
         out.append(f"models.{variant}.init_from=null")
+        if variant in cfg.get("train_from", {}):
+            out.append(f"train_from.{variant}=pipelines/train.py")
     if "d_warmup_steps" in m:  # adversarial terms on from the first step
         out.append(f"models.{variant}.d_warmup_steps=0")
     if "kl_warmup_steps" in m:

@@ -14,12 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from gensr.errors import UserError
 from gensr.io import atomic_write_bytes
 
 FORMAT = "gensr-model/1"
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """A model file of another variant, scale or channel count than the one asked for."""
 
 

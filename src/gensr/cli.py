@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gensr.errors import entry_point
+
 
 def _params(argv: list[str]) -> int:
     from gensr.config import write_params
 
-    out = write_params(argv)
+    out = write_params(argv)  # refuses an invalid config (gensr.schema); params.yaml is then untouched
     print(f"wrote {out} from conf/" + (f" with {' '.join(argv)}" if argv else ""))
     return 0
 
@@ -19,9 +21,16 @@ def _upscale(argv: list[str]) -> int:
     return upscale_main(argv)
 
 
+def _sample(argv: list[str]) -> int:
+    from gensr.sample import main as sample_main  # torch-free, like upscale
+
+    return sample_main(argv)
+
+
 COMMANDS = {
     "params": (_params, "compose conf/ (+ Hydra overrides) into params.yaml, as `dvc exp run` does"),
     "upscale": (_upscale, "upscale images with an exported ONNX model (no torch needed)"),
+    "sample": (_sample, "N seeded samples (+ std map) per image from a variational model's model.sample.onnx"),
 }
 
 
@@ -35,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv)  # prints help / the error and exits
         return 2
     func, _ = COMMANDS[argv[0]]
-    return func(argv[1:])
+    return entry_point(func)(argv[1:])
 
 
 if __name__ == "__main__":

@@ -8,10 +8,14 @@ overrides on top of it (`python pipelines/prepare.py degradation.scale=4`).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+
+from gensr.errors import UserError, one_line
+from gensr.schema import ConfigError, validate
 
 PARAMS_FILE = "params.yaml"
 CONF_DIR = "conf"
@@ -23,7 +27,7 @@ def repo_root(start: Path | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / "dvc.yaml").is_file() and (folder / CONF_DIR).is_dir():
             return folder
-    raise FileNotFoundError(f"no gensr project (dvc.yaml + conf/) at or above {here}")
+    raise UserError(f"no gensr project (dvc.yaml + conf/) at or above {here}: run this inside the checkout")
 
 
 def main_repo_root(root: Path | None = None) -> Path:
@@ -41,40 +45,70 @@ def main_repo_root(root: Path | None = None) -> Path:
     return root
 
 
+@contextmanager
+def _hydra_errors(overrides: Sequence[str]) -> Iterator[None]:
+    """Hydra's composition errors (an unknown key or group option, a malformed override) as one line."""
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+
+    try:
+        yield
+    except OverrideParseException as e:  # Hydra's message does not say which override
+        raise ConfigError(f"cannot parse the overrides `{' '.join(overrides)}`: {str(e).splitlines()[0]}") from None
+    except MissingConfigException as e:
+        group = os.path.dirname(e.missing_cfg_file or "")
+        if not (group and e.options):
+            raise ConfigError(one_line(str(e).split("\n\n")[0])) from None
+        given = [o for o in overrides if o.split("=")[0].lstrip("+~").split("@")[0] == group]
+        raise ConfigError(f"{given[-1] if given else group}: no such option in conf/{group}/; "
+                          f"available: {', '.join(sorted(e.options))}") from None
+    except HydraException as e:
+        raise ConfigError(one_line(e)) from None
+
+
 def compose(overrides: Sequence[str] = (), root: Path | None = None) -> DictConfig:
-    """Compose `conf/config.yaml` with Hydra overrides, resolved (what params.yaml holds)."""
+    """Compose `conf/config.yaml` with Hydra overrides, resolved (what params.yaml holds), unvalidated
+    (tests compose deliberately bad values to exercise a stage's own checks)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     conf_dir = (root or repo_root()) / CONF_DIR
-    with initialize_config_dir(str(conf_dir), version_base="1.3"):
+    with _hydra_errors(overrides), initialize_config_dir(str(conf_dir), version_base="1.3"):
         cfg = hydra_compose(config_name="config", overrides=list(overrides))
     OmegaConf.resolve(cfg)
     return cfg
 
 
 def write_params(overrides: Sequence[str] = (), root: Path | None = None) -> Path:
-    """Regenerate params.yaml from conf/ with DVC's own composer (identical to `dvc exp run`)."""
+    """Regenerate params.yaml from conf/ with DVC's own composer (identical to `dvc exp run`); an
+    invalid result is refused (gensr.schema) and params.yaml is left as it was."""
     from dvc.utils.hydra import compose_and_dump
 
     root = root or repo_root()
     out = root / PARAMS_FILE
     tmp = out.with_name(f".{out.name}.tmp")
-    compose_and_dump(tmp, str(root / CONF_DIR), None, "config", str(root), list(overrides))
+    try:
+        with _hydra_errors(overrides):
+            compose_and_dump(tmp, str(root / CONF_DIR), None, "config", str(root), list(overrides))
+        validate(OmegaConf.load(tmp))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, out)
     return out
 
 
 def load_stage_config(overrides: Sequence[str] = (), root: Path | None = None) -> DictConfig:
-    """params.yaml plus Hydra overrides from a stage's command line; no output folders, no chdir."""
+    """params.yaml plus Hydra overrides from a stage's command line, validated (gensr.schema); no
+    output folders, no chdir. Overrides replace params.yaml's values, per-variant mappings included."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     root = root or repo_root()
     if not (root / PARAMS_FILE).is_file():
-        raise FileNotFoundError(f"{root / PARAMS_FILE} is missing: run `make params` first")
-    with initialize_config_dir(str(root), version_base="1.3"):
+        raise UserError(f"{root / PARAMS_FILE} is missing: run `make params` (or `gensr params`) first")
+    with _hydra_errors(overrides), initialize_config_dir(str(root), version_base="1.3"):
         cfg = hydra_compose(config_name=Path(PARAMS_FILE).stem, overrides=list(overrides))
+    validate(cfg)  # first: it reports an override's broken interpolation as one line
     OmegaConf.resolve(cfg)
     return cfg
 

@@ -7,6 +7,13 @@ the torch-free `gensr upscale` uses it.
 """
 from __future__ import annotations
 
+import functools
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable
+
 EXIT_USER_ERROR = 2
 EXIT_BUG = 3
 EXIT_INTERRUPTED = 130
@@ -14,3 +21,37 @@ EXIT_INTERRUPTED = 130
 
 class UserError(Exception):
     """A mistake the user can fix: the message names the file or key, the value and what is allowed."""
+
+
+def one_line(message: object) -> str:
+    """A message's lines joined into one (after a full stop a space is enough)."""
+    text = re.sub(r"(?<=[.:;!?])\s*\n\s*", " ", str(message).strip())
+    return re.sub(r"\s*\n\s*", "; ", text)
+
+
+def entry_point(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    """The one wrapper every command uses (pipelines/*.py, `gensr <command>`): main(argv) -> exit code.
+
+    UserError -> `error: <one line>` on stderr, EXIT_USER_ERROR; Ctrl-C -> EXIT_INTERRUPTED;
+    anything else is a bug -> its traceback, EXIT_BUG (never a one-liner that hides where it broke).
+    """
+
+    @functools.wraps(main)
+    def run(argv: list[str]) -> int:
+        try:
+            return main(argv)
+        except UserError as e:
+            if os.environ.get("GENSR_DEBUG", "") not in ("", "0"):
+                traceback.print_exc()
+            print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt as e:
+            print("interrupted" + (f": {one_line(e)}" if str(e) else ""), file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+        except Exception:
+            traceback.print_exc()
+            print("error: the above is a bug in gensr, not a problem with your input; please report it "
+                  "with the traceback", file=sys.stderr, flush=True)
+            return EXIT_BUG
+
+    return run

@@ -2,19 +2,25 @@
 
 Every file is written atomically (temp file in the same folder + os.replace), so an interrupted
 run leaves either the old file or the new one, never half of one.
+
+`read_image` is the one image reader of prepare, evaluate, export and upscale; how each Pillow
+mode is converted (or refused) is `gensr.image_modes`.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from gensr.errors import UserError
 
 # The process umask (read once: os.umask can only be read by setting it).
 _UMASK = os.umask(0)
@@ -23,12 +29,21 @@ os.umask(_UMASK)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 
 
-class BadImageError(ValueError):
+class BadImageError(UserError, ValueError):
     """An input image that cannot be used; the message names the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path, self.reason = str(path), reason
         super().__init__(f"{path}: {reason}")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Content digest of a file, read in 1 MiB blocks (photos and model files can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -46,6 +61,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def atomic_temp_target(name: str) -> str | None:
+    """The file an atomic_write_bytes temp named `name` was for (such temps outlive a kill -9)."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    return name[1:-4].rpartition(".")[0] or None
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -54,15 +76,42 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def save_png(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Save HxW or HxWxC uint8 (or float in [0, 1]) as PNG, atomically and byte-reproducibly."""
+def aside_path(final: str | os.PathLike) -> Path:
+    """Where replace_dir keeps the old folder while swapping (`.<name>.old`, a sibling)."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.old")
+
+
+def replace_dir(new: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """Swap the complete folder `new` in for `final` (same file system): a kill -9 at any point
+    leaves `final` as the old folder or the new one (absent only between two renames), never a
+    mix of both or a half-deleted folder. The old one is renamed aside first, deleted last."""
+    new, final, old = Path(new), Path(final), aside_path(final)
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def save_png(path: str | os.PathLike, array: np.ndarray, text: dict[str, str] | None = None) -> Path:
+    """Save HxW or HxWxC uint8 (or float in [0, 1]) as PNG, atomically and byte-reproducibly;
+    `text` adds tEXt chunks (e.g. the upscaler's mark on its outputs)."""
     if array.dtype != np.uint8:
         array = to_uint8(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
+    info = None
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
     buf = io.BytesIO()
-    # PNG without timestamps/metadata: same pixels => same bytes.
-    Image.fromarray(array).save(buf, format="PNG", compress_level=6)
+    # PNG without timestamps: same pixels (and text) => same bytes.
+    Image.fromarray(array).save(buf, format="PNG", compress_level=6, pnginfo=info)
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -85,55 +134,24 @@ def read_image(
 ) -> np.ndarray:
     """Read an image as HxWxC float32 in [0, 1], C = `channels` (3 = RGB, 1 = luma).
 
-    Conversions (documented in the README): EXIF orientation is applied; palette, CMYK, grey
-    and grey+alpha are converted to RGB; alpha is composited onto white (SR pairs have no alpha);
-    16-bit images keep their precision until the float conversion.
-    Raises BadImageError naming the file for empty, corrupt, truncated, oversized or non-image files.
+    Alpha is composited onto white (SR pairs have no alpha); grey is replicated to RGB.
+    Raises BadImageError naming the file for missing, empty, corrupt, truncated, oversized,
+    unsupported or non-image files.
     """
-    path = Path(path)
-    if not path.exists():
-        raise BadImageError(path, "file does not exist")
-    if path.stat().st_size == 0:
-        raise BadImageError(path, "zero-byte file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if max_pixels is not None and w * h > max_pixels:
-                    raise BadImageError(
-                        path, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}"
-                    )
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                arr = _to_array(im, channels)
-    except BadImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadImageError(path, f"decompression bomb: {e}") from e
-    except UnidentifiedImageError as e:
-        raise BadImageError(path, "not an image (unrecognised format)") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise BadImageError(path, f"corrupt or truncated image: {e}") from e
-    return arr
+    from gensr.image_modes import decode_image  # imports this module: loaded on first use
 
-
-def _to_array(im: Image.Image, channels: int) -> np.ndarray:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        grey = np.asarray(im, dtype=np.float64)
-        grey = grey / (65535.0 if grey.max(initial=0) > 255 or im.mode != "I" else 255.0)
-        rgb = np.repeat(np.clip(grey, 0, 1)[:, :, None], 3, axis=2).astype(np.float32)
-    elif im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = to_float(np.asarray(im.convert("RGBA")))
-        alpha = rgba[:, :, 3:4]
-        rgb = rgba[:, :, :3] * alpha + (1.0 - alpha)
-    else:
-        rgb = to_float(np.asarray(im.convert("RGB")))
-    if channels == 1:
-        return rgb_to_luma(rgb)[:, :, None].astype(np.float32)
-    if channels != 3:
+    if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    return np.ascontiguousarray(rgb, dtype=np.float32)
+    pic = decode_image(path, max_pixels)
+    colour = pic.colour
+    if pic.alpha is not None:
+        alpha = pic.alpha[:, :, None]
+        colour = colour * alpha + (1.0 - alpha)
+    if channels == 1 and not pic.grey:
+        colour = rgb_to_luma(colour)[:, :, None]
+    elif channels == 3 and pic.grey:
+        colour = np.repeat(colour, 3, axis=2)
+    return np.ascontiguousarray(colour, dtype=np.float32)
 
 
 def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
@@ -141,12 +159,28 @@ def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
+def scan_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image-named entries below `folder`, nested, sorted: the regular files, and the others with
+    why they cannot be read (a folder named like an image, a broken or looping link, a FIFO)."""
+    files, unusable = [], []
+    for p in sorted(Path(folder).rglob("*")):
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if p.is_file():
+            files.append(p)
+        elif p.is_dir():
+            unusable.append((p, "is a folder, not an image file"))
+        else:
+            unusable.append((p, "broken or looping symbolic link" if p.is_symlink() else "not a regular file"))
+    return files, unusable
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """All image files below `folder`, nested, sorted; clear errors for a missing/empty folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = scan_images(folder)[0]
     if not files:
         raise FileNotFoundError(
             f"image folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"

@@ -1,19 +1,25 @@
 """MLflow connection shared by train, evaluate and export.
 
 Default: SQLite at the checkout root (`gensr.config.tracking_uri`); MLFLOW_TRACKING_URI selects a
-server. An unreachable server fails fast with a message instead of MLflow's long retry loop.
+server. `check_store` runs in each stage script before torch is imported: an unreachable server, or
+a database file that is corrupt, unreadable or read-only, fails the stage in seconds with one line
+saying what to do, instead of MLflow's retry loop or a SQLAlchemy traceback after the work is done.
 """
 from __future__ import annotations
 
 import os
+import sqlite3
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from gensr.config import main_repo_root, tracking_uri
+from gensr.errors import UserError
+
+_ELSEWHERE = "or set MLFLOW_TRACKING_URI to another tracking store"
 
 
-class TrackingUnavailableError(RuntimeError):
+class TrackingUnavailableError(UserError, RuntimeError):
     pass
 
 
@@ -33,12 +39,55 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
         ) from e
 
 
+def check_sqlite(uri: str, timeout_s: float = 10.0) -> None:
+    """Raise TrackingUnavailableError unless a sqlite:/// store can be read and written."""
+    path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    if path is None or str(path) in ("", ":memory:"):
+        return
+    if not path.exists():
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise TrackingUnavailableError(
+                f"MLflow store {uri}: cannot create it, {path.parent} is not writable; fix its permissions "
+                f"{_ELSEWHERE}")
+        return
+    if not path.is_file():
+        raise TrackingUnavailableError(f"MLflow store {uri} is not a file; move it away {_ELSEWHERE}")
+    if not os.access(path, os.R_OK):
+        raise TrackingUnavailableError(
+            f"MLflow store {uri} is unreadable (permission denied): `chmod u+rw {path}` {_ELSEWHERE}")
+    # SQLite writes a journal beside the database, so its folder must be writable too.
+    for what, p in (("the file", path), ("its folder", path.parent)):
+        if not os.access(p, os.W_OK):
+            raise TrackingUnavailableError(
+                f"MLflow store {uri} is read-only ({what} is not writable): make {p} writable {_ELSEWHERE}")
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
+        try:
+            verdict = con.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        if "locked" in str(e):  # busy with another stage's writes: not a fault
+            return
+        verdict = str(e)
+    if verdict != "ok":
+        raise TrackingUnavailableError(
+            f"MLflow store {uri} is corrupt ({verdict}): move it aside (`mv {path} {path}.corrupt`) to start "
+            f"a new one, restore it from a backup, {_ELSEWHERE}")
+
+
+def check_store(uri: str, timeout_s: float = 10.0) -> None:
+    """The tracking store `uri` can take a run: a server answers, or a SQLite file is sound and writable."""
+    check_reachable(uri, timeout_s)
+    check_sqlite(uri, timeout_s)
+
+
 def configure(experiment: str, root: Path | None = None, timeout_s: float = 10.0) -> str:
     """Point MLflow at the project's tracking store and return the experiment id."""
     import mlflow
 
     uri = tracking_uri(root)
-    check_reachable(uri, timeout_s)
+    check_store(uri, timeout_s)
     # Bound MLflow's own HTTP retries too, so a server dying mid-run cannot hang a stage for minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(timeout_s, 5))))

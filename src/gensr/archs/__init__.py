@@ -10,9 +10,9 @@ Generator interface (every class built from `conf/model/*.yaml` `net:`):
 - `net.encode_decode(lr) -> (sr, z)`: SR and its latent map in one pass (what `sparse_ae`'s L1
   activity penalty and `aae`'s latent discriminator need; for the VAE, z = mu);
 - `net.latent_channels`: channels of z (to build a `LatentDiscriminator`);
-- VAE only: `net.forward_train(lr, generator=None) -> (sr, mu, logvar)` with z sampled by
-  reparameterisation (reconstruction + KL), `net.decode(z, lr)`, and
-  `net(lr, sample=True, generator=g)` for seeded diverse outputs.
+- variational nets only (`is_variational(net)`): `net.forward_train(lr, generator=None) ->
+  (sr, mu, logvar)` with z sampled by reparameterisation (reconstruction + KL), and
+  `net.sample(lr, generator=g, temperature=1.0, noise=None)` for seeded diverse outputs.
 
 Also `net.scale`, `net.channels`; nets with a global residual keep its upsample in
 `net.skip_up` (`blocks.LinearUpsample`, bicubic-initialised, learnable) and zero-initialise the
@@ -26,6 +26,13 @@ from gensr.archs.ae_res import ResidualAttentionAE
 from gensr.archs.discriminators import LatentDiscriminator, UNetDiscriminator, VGGDiscriminator
 from gensr.archs.vae import VariationalSR
 
+
+
+def is_variational(net) -> bool:
+    """Whether `net` can sample (VariationalSR; ResidualAttentionAE only with variational=True)."""
+    return callable(getattr(net, "sample", None)) and bool(getattr(net, "variational", True))
+
+
 __all__ = [
     "ConvAutoencoder",
     "LatentDiscriminator",
@@ -33,4 +40,5 @@ __all__ = [
     "UNetDiscriminator",
     "VGGDiscriminator",
     "VariationalSR",
+    "is_variational",
 ]

@@ -109,5 +109,20 @@ class ResidualAttentionAE(nn.Module):
         head, skip, z, mu, logvar = self._encode(lr, generator, sample=True)
         return self._decode(lr, head, skip, z), mu, logvar
 
+    def noise_shape(self, n: int, h: int, w: int) -> tuple[int, int, int, int]:
+        """Shape of the standard-normal `noise` that `sample` takes for an [n, C, h, w] input."""
+        return n, self.latent_channels, -(-h // 2), -(-w // 2)
+
+    def sample(self, lr: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 1.0,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One SR sample decoded from z = mu + temperature * sigma * eps, eps ~ N(0, I) drawn from
+        `generator`, or `noise` when given (the sampling ONNX takes eps as an input: no RNG op)."""
+        if not self.variational:
+            raise ValueError("sample needs ResidualAttentionAE(variational=True)")
+        head, skip, mu, _, logvar = self._encode(lr)
+        if noise is None:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return self._decode(lr, head, skip, mu + temperature * torch.exp(0.5 * logvar) * noise)
+
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.encode_decode(lr)[0]

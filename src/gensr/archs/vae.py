@@ -39,7 +39,7 @@ class VariationalSR(nn.Module):
         super().__init__()
         check_scale_channels(scale, channels)
         self.scale, self.channels, self.latent_channels = scale, channels, latent
-        self.logvar_clamp = logvar_clamp
+        self.logvar_clamp, self.downsample = logvar_clamp, bool(downsample)
         f = features
         blocks = lambda: res_stack(f, n_blocks, attention, reduction)  # noqa: E731
         enc: list[nn.Module] = [conv3(channels, f), blocks()]
@@ -81,6 +81,20 @@ class VariationalSR(nn.Module):
     def encode_decode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, _ = self.encode(lr)
         return self.decode(mu, lr), mu
+
+    def noise_shape(self, n: int, h: int, w: int) -> tuple[int, int, int, int]:
+        """Shape of the standard-normal `noise` that `sample` takes for an [n, C, h, w] input."""
+        stride = 2 if self.downsample else 1
+        return n, self.latent_channels, -(-h // stride), -(-w // stride)
+
+    def sample(self, lr: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 1.0,
+               noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One SR sample decoded from z = mu + temperature * sigma * eps, eps ~ N(0, I) drawn from
+        `generator`, or `noise` when given (the sampling ONNX takes eps as an input: no RNG op)."""
+        mu, logvar = self.encode(lr)
+        if noise is None:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return self.decode(mu + temperature * torch.exp(0.5 * logvar) * noise, lr)
 
     def forward(
         self, lr: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None

@@ -26,16 +26,22 @@ from tqdm import tqdm
 
 from gensr.data import sources
 from gensr.data.pairs import PairJob, make_pair, pair_paths, record_path
-from gensr.io import BadImageError, atomic_write_json
+from gensr.data.sources import DataError
+from gensr.io import BadImageError, aside_path, atomic_write_json, replace_dir
 
 log = logging.getLogger("gensr.prepare")
 
-# reason text -> the counter key in the manifests' `skipped.by_reason`
+# reason text -> the counter key in the manifests' `skipped.by_reason` (first match wins)
 _REASON_KINDS = (
+    ("is a folder", "folder named like an image"), ("symbolic link to a folder", "link to a folder"),
+    ("broken or looping", "broken or looping link"), ("not a regular file", "not a regular file"),
+    ("cannot read", "unreadable"), ("cannot list", "unreadable"), ("other file type", "other file type"),
     ("zero-byte", "zero-byte file"), ("not an image", "not an image"),
     ("corrupt or truncated", "corrupt or truncated"), ("decompression bomb", "too many pixels"),
     ("exceeds the limit", "too many pixels"), ("too small", "too small"),
     ("duplicate of", "duplicate"), ("does not exist", "missing file"),
+    ("unsupported image mode", "unsupported mode"), ("values span", "values out of range"),
+    ("NaN or infinite", "values out of range"),
 )
 
 
@@ -44,19 +50,30 @@ def reason_kind(reason: str) -> str:
 
 
 class BadInputs:
-    """Applies data.on_bad_image: `fail` raises at the first bad photo, `skip` warns and counts."""
+    """Applies data.on_bad_image: `fail` raises at the first bad photo, `skip` warns and counts.
+    Entries that are no photo at all (other file types) are listed, never fatal, warned once."""
 
     def __init__(self, policy: str, where: Path | None):
         if policy not in ("skip", "fail"):
-            raise ValueError(f"data.on_bad_image must be skip or fail, got {policy!r}")
+            raise DataError(f"data.on_bad_image must be skip or fail, got {policy!r}")
         self.policy, self.where, self.skipped = policy, where, []
 
     def add(self, s: sources.Skipped) -> None:
         path = self.where / s.source if self.where is not None else s.source
+        if not s.bad:
+            self.skipped.append(s)
+            return
         if self.policy == "fail":
             raise BadImageError(path, f"{s.reason} (data.on_bad_image=fail; use skip to leave it out)")
         log.warning("skipping %s: %s", path, s.reason)
         self.skipped.append(s)
+
+    def warn_not_photos(self) -> None:
+        others = sorted(s.source for s in self.skipped if not s.bad)
+        if others:
+            log.warning("%d file(s) in %s are not images and were left out (listed in the manifests' "
+                        "`skipped`): %s%s", len(others), self.where, ", ".join(others[:5]),
+                        ", ..." if len(others) > 5 else "")
 
     def summary(self) -> dict:
         return {
@@ -69,6 +86,37 @@ class BadInputs:
 def _abs(root: Path, p: str | os.PathLike) -> Path:
     p = Path(p)
     return p if p.is_absolute() else root / p
+
+
+def _staging(out_dir: Path) -> Path:
+    return out_dir.with_name(f".{out_dir.name}.partial")
+
+
+def _folder(cfg: DictConfig, root: Path) -> Path:
+    """data.folder, refused when it overlaps a folder any stage writes (checked before any write):
+    a photo folder inside an output would be deleted by the next run, an output inside it would
+    mix generated files into the user's photos."""
+    if not cfg.data.get("folder"):
+        raise DataError("data.source=folder needs data.folder=/path/to/photos")
+    folder = _abs(root, cfg.data.folder)
+    out_dir = _abs(root, cfg.data.out_dir)
+    written = {
+        "data.out_dir": out_dir,
+        "prepare's staging folder": _staging(out_dir),
+        "prepare's previous output while swapping": aside_path(out_dir),
+        "models/ (train)": root / "models",
+        "checkpoints/ (train)": root / "checkpoints",
+        "reports/ (evaluate)": root / "reports",
+        "export.out_dir": _abs(root, OmegaConf.select(cfg, "export.out_dir", default="exports")),
+    }
+    real = Path(os.path.realpath(folder))
+    for key, out in written.items():
+        out_real = Path(os.path.realpath(out))
+        if real == out_real or real in out_real.parents or out_real in real.parents:
+            raise DataError(
+                f"data.folder {folder} and {key} {out} overlap: stage outputs never go inside the photo "
+                "folder, nor photos inside an output folder; move the photos or change the output path")
+    return folder
 
 
 def _fingerprint(cfg: DictConfig) -> str:
@@ -151,15 +199,14 @@ def _collect(cfg: DictConfig, root: Path) -> tuple[list, dict | None, list[str],
     if data.source == "embedded":
         cands, pre_bad = sources.embedded_candidates()
     elif data.source == "folder":
-        if not data.get("folder"):
-            raise ValueError("data.source=folder needs data.folder=/path/to/photos")
-        folder = _abs(root, data.folder)
+        folder = _folder(cfg, root)
         cands, pre_bad = sources.folder_candidates(folder)
     else:
-        raise ValueError(f"data.source must be embedded or folder, got {data.source!r}")
+        raise DataError(f"data.source must be embedded or folder, got {data.source!r}")
     bad = BadInputs(data.on_bad_image, folder)
     for s in pre_bad:
         bad.add(s)
+    bad.warn_not_photos()
     split_of, ignored = None, []
     if data.split.get("lists"):
         lists = OmegaConf.to_container(data.split.lists, resolve=True)
@@ -173,6 +220,11 @@ def _collect(cfg: DictConfig, root: Path) -> tuple[list, dict | None, list[str],
 
 def _publish(staging: Path, out_dir: Path, records: dict, split_of: dict, header: dict) -> dict:
     """Move pairs into their split folders, write the manifests, swap staging in for out_dir."""
+    # Split folders left by a run killed while publishing: their pairs are remade in pairs/
+    # (a photo since removed from the folder must not ride along into the result).
+    for leftover in (*sources.SPLITS, *(f"{s}.json" for s in sources.SPLITS)):
+        p = staging / leftover
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     by_split: dict[str, list[dict]] = {s: [] for s in sources.SPLITS}
     for name in sorted(records):
         split, rec = split_of[name], dict(records[name])
@@ -190,13 +242,7 @@ def _publish(staging: Path, out_dir: Path, records: dict, split_of: dict, header
     for leftover in ("pairs", "records", "fingerprint.txt"):
         p = staging / leftover
         shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    # Swap: out_dir is the old complete result until the rename, then the new one.
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(staging, out_dir)
     return counts
 
 
@@ -208,16 +254,16 @@ def prepare(cfg: DictConfig, root: Path) -> dict:
     data = cfg.data
     channels = int(data.channels)
     if channels not in (1, 3):
-        raise ValueError(f"data.channels must be 1 or 3, got {channels}")
+        raise DataError(f"data.channels must be 1 or 3, got {channels}")
     if not isinstance(cfg.get("degradation"), DictConfig):
         # `degradation=realistic` picks a conf/ group: only composing conf/ resolves it.
-        raise ValueError(
+        raise DataError(
             f"degradation is {cfg.get('degradation')!r}, not a config: select a degradation group with "
             "`gensr params degradation=NAME` or `dvc exp run -S degradation=NAME`, then rerun"
         )
     degradation = instantiate(cfg.degradation, _convert_="all")
     out_dir = _abs(root, data.out_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    staging = _staging(out_dir)
 
     cands, split_of, ignored, bad = _collect(cfg, root)
     _open_staging(staging, _fingerprint(cfg))
@@ -228,12 +274,14 @@ def prepare(cfg: DictConfig, root: Path) -> dict:
     ]
     records = _run(jobs, int(data.get("workers") or os.cpu_count() or 1), bad)
     if not records:
-        raise ValueError(f"no usable training image: all {len(bad.skipped)} photo(s) were skipped (see the warnings)")
+        n_bad = sum(s.bad for s in bad.skipped)
+        raise DataError(f"{bad.where or 'embedded photos'}: no usable training image, all {n_bad} photo(s) "
+                        "were skipped (see the warnings)")
     if split_of is None:
         sp = data.split
         split_of = sources.split_by_seed(list(records), sp.seed, float(sp.val_fraction), float(sp.test_fraction))
     if not any(split_of[n] == "train" for n in records):
-        raise ValueError("no usable training image left (all were skipped or none is listed for train)")
+        raise DataError("no usable training image left (all were skipped or none is listed for train)")
 
     header = {
         "source": data.source,

@@ -7,13 +7,16 @@ each photo's degradation, and is written to the manifests.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gensr.io import BadImageError, list_images, read_image, rgb_to_luma, to_float
+from gensr.errors import UserError
+from gensr.io import IMAGE_SUFFIXES, BadImageError, read_image, rgb_to_luma, scan_images, sha256_file, to_float
 
 # The real colour photographs bundled inside scikit-image (all load offline, nothing downloaded).
 EMBEDDED = (
@@ -21,6 +24,10 @@ EMBEDDED = (
     "hubble_deep_field", "retina", "immunohistochemistry", "stereo_motorcycle",
 )
 SPLITS = ("train", "val", "test")
+
+
+class DataError(UserError, ValueError):
+    """The photos or the data.* config cannot make a dataset; the message names the file or key."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class Skipped:
     source: str
     reason: str
     split: str | None = None
+    bad: bool = True   # an unusable photo (data.on_bad_image applies); False: not a photo, only listed
 
     def as_dict(self) -> dict:
         return {"source": self.source, "reason": self.reason, "split": self.split}
@@ -65,14 +73,6 @@ def load_image(c: Candidate, channels: int, max_pixels: int | None) -> np.ndarra
     return rgb_to_luma(rgb)[:, :, None].astype(np.float32) if channels == 1 else rgb
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _sha256_pixels(arr: np.ndarray) -> str:
     h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
     h.update(np.ascontiguousarray(arr).tobytes())
@@ -93,25 +93,71 @@ def embedded_candidates() -> tuple[list[Candidate], list[Skipped]]:
 
 
 def folder_candidates(folder: str | Path) -> tuple[list[Candidate], list[Skipped]]:
-    """Every image below `folder` (nested). Missing/empty folder: FileNotFoundError, always."""
+    """Every image below `folder` (nested), and every entry that is not one, with the reason.
+
+    Links to files are read (DVC hashes their target); links to folders are not followed, as DVC
+    does not hash through them and a change there would go unseen. Missing or imageless folder:
+    DataError, always.
+    """
     folder = Path(folder)
-    files = list_images(folder)
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise DataError(f"data.folder {folder} {what}")
+    files, unusable = scan_images(folder)
+    skipped = [Skipped(p.relative_to(folder).as_posix(), reason) for p, reason in unusable]
+    skipped += _not_photos(folder)
+    if not files:
+        seen = "; it holds " + ", ".join(sorted(s.source for s in skipped)[:5]) if skipped else ""
+        raise DataError(f"data.folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}){seen}")
     rel = [p.relative_to(folder).as_posix() for p in files]
     names = [r.rsplit(".", 1)[0].replace("/", "__") for r in rel]
-    clash = {n for n in names if names.count(n) > 1}
+    count = Counter(names)
     # photo.jpg + photo.png in one folder: keep both, told apart by their extension.
-    names = [r.replace("/", "__").replace(".", "_") if n in clash else n for n, r in zip(names, rel)]
-    still = sorted({r for n, r in zip(names, rel) if names.count(n) > 1})
+    names = [r.replace("/", "__").replace(".", "_") if count[n] > 1 else n for n, r in zip(names, rel)]
+    count = Counter(names)
+    still = sorted(r for n, r in zip(names, rel) if count[n] > 1)
     if still:
-        raise ValueError(f"{folder}: these files would share an output name, rename one of each: {still}")
-    found, bad = [], []
+        raise DataError(f"{folder}: these files would share an output name, rename one of each: {still}")
+    found = []
     for path, r, name in zip(files, rel, names):
-        size = path.stat().st_size
-        if size == 0:
-            bad.append(Skipped(r, "zero-byte file"))
+        try:
+            size = path.stat().st_size
+            sha = sha256_file(path) if size else None
+        except OSError as e:  # e.g. no read permission: the photo is unusable, not the run
+            skipped.append(Skipped(r, f"cannot read the file: {(e.strerror or str(e)).lower()}"))
             continue
-        found.append(Candidate(name, r, str(path.resolve()), _sha256_file(path), size))
-    return found, bad
+        if sha is None:
+            skipped.append(Skipped(r, "zero-byte file"))
+            continue
+        found.append(Candidate(name, r, str(path.resolve()), sha, size))
+    return found, sorted(skipped, key=lambda s: s.source)
+
+
+def _not_photos(folder: Path) -> list[Skipped]:
+    """What scan_images leaves out: other file types, links to folders, folders that cannot be listed."""
+    out: list[Skipped] = []
+
+    def rel(path: str) -> str:
+        return Path(path).relative_to(folder).as_posix()
+
+    def unlistable(e: OSError) -> None:
+        out.append(Skipped(rel(e.filename) + "/", f"cannot list the folder: {(e.strerror or str(e)).lower()}"))
+
+    for root, dirs, files in os.walk(folder, onerror=unlistable):
+        for d in dirs:
+            path = os.path.join(root, d)
+            if os.path.islink(path) and Path(d).suffix.lower() not in IMAGE_SUFFIXES:
+                out.append(Skipped(rel(path) + "/", "symbolic link to a folder: not followed (DVC does not "
+                                   "hash through it); point data.folder at the real folder or link the files"))
+        for f in files:
+            if Path(f).suffix.lower() in IMAGE_SUFFIXES:
+                continue  # scan_images' domain
+            path = os.path.join(root, f)
+            broken = os.path.islink(path) and not os.path.exists(path)
+            reason = "broken or looping symbolic link" if broken else (
+                f"other file type ({Path(f).suffix or 'no extension'}): not one of {', '.join(sorted(IMAGE_SUFFIXES))}")
+            out.append(Skipped(rel(path), reason, bad=False))
+    return out
 
 
 def _read_list(entries: str | Sequence[str] | None, root: Path) -> list[str]:
@@ -121,7 +167,7 @@ def _read_list(entries: str | Sequence[str] | None, root: Path) -> list[str]:
     if isinstance(entries, str):
         path = Path(entries) if Path(entries).is_absolute() else root / entries
         if not path.is_file():
-            raise FileNotFoundError(f"split list file {path} does not exist")
+            raise DataError(f"data.split.lists: split list file {path} does not exist")
         return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     return [str(e) for e in entries]
 
@@ -133,7 +179,7 @@ def assign_from_lists(
     extension). Returns the mapping and the sources of images listed nowhere (ignored)."""
     unknown = set(lists) - set(SPLITS)
     if unknown:
-        raise ValueError(f"data.split.lists has unknown splits {sorted(unknown)}; use {SPLITS}")
+        raise DataError(f"data.split.lists has unknown splits {sorted(unknown)}; use {SPLITS}")
     keys: dict[str, list[Candidate]] = {}
     for c in candidates:
         for k in {c.name, c.source, c.source.rsplit(".", 1)[0]}:
@@ -144,10 +190,10 @@ def assign_from_lists(
             matches = keys.get(entry, [])
             if len(matches) != 1:
                 what = "matches no image" if not matches else f"matches {len(matches)} images"
-                raise ValueError(f"data.split.lists.{split}: entry {entry!r} {what}")
+                raise DataError(f"data.split.lists.{split}: entry {entry!r} {what}")
             name = matches[0].name
             if split_of.get(name, split) != split:
-                raise ValueError(f"{entry!r} is listed in both {split_of[name]} and {split}")
+                raise DataError(f"data.split.lists: {entry!r} is listed in both {split_of[name]} and {split}")
             split_of[name] = split
     ignored = [c.source for c in candidates if c.name not in split_of]
     return split_of, ignored
@@ -187,12 +233,12 @@ def split_by_seed(names: Sequence[str], seed: int, val_fraction: float, test_fra
 
     def count(frac: float) -> int:
         if not 0 <= frac < 1:
-            raise ValueError(f"split fractions must lie in [0, 1), got {frac}")
+            raise DataError(f"data.split fractions must lie in [0, 1), got {frac}")
         return 0 if frac == 0 else max(1, int(n * frac + 0.5))  # round half up
 
     n_test, n_val = count(test_fraction), count(val_fraction)
     if n - n_test - n_val < 1:
-        raise ValueError(
+        raise DataError(
             f"{n} usable images cannot make {n_val} val + {n_test} test + at least 1 train image; "
             "add images or lower data.split.val_fraction / test_fraction"
         )

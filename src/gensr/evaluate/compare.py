@@ -4,7 +4,8 @@ The crop is where the HR has the most fine detail (largest high-frequency energy
 crop-sized window), which is where SR methods differ most; its corner sits on the LR grid so the
 LR panel shows exactly the pixels the models saw. Panels are enlarged with nearest-neighbour (no
 smoothing added by the picture itself) and labelled with the method and its PSNR-Y on the
-whole image. A thumbnail of the full HR with the crop outlined comes first.
+whole image. A thumbnail of the full HR with the crop outlined comes first. A variational model's
+crop is followed by its uncertainty map (gensr.evaluate.uncertainty), labelled with its range.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import uniform_filter
 
 from gensr.evaluate.texture import high_pass
+from gensr.evaluate.uncertainty import display_max, heat_map
 from gensr.io import to_uint8
 from gensr.metrics import y_channel
 
@@ -81,9 +83,14 @@ def comparison_picture(
     crop: int = 64,
     panel: int = 192,
     columns: int = 5,
+    box: tuple[int, int, int] | None = None,
+    uncertainty: dict[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """The labelled grid as an HxWx3 uint8 array, and the (top, left, side) crop it shows."""
-    top, left, side = detail_crop(hr, crop, scale, border=scale)
+    """The labelled grid as an HxWx3 uint8 array, and the (top, left, side) crop it shows.
+
+    `box`: the crop (default: `detail_crop`); `uncertainty`: method -> its per-pixel sample standard
+    deviation over that crop ([0, 1] units), shown as a heat map right after the method's crop."""
+    top, left, side = box or detail_crop(hr, crop, scale, border=scale)
     sl = np.s_[top : top + side, left : left + side]
     lr_sl = np.s_[top // scale : (top + side) // scale, left // scale : (left + side) // scale]
     tiles: list[tuple[str, Image.Image]] = [
@@ -92,6 +99,10 @@ def comparison_picture(
     ]
     for name, sr in outputs.items():
         tiles.append((f"{name} {psnrs[name]:.2f} dB", _panel(sr[sl], panel)))
+        if uncertainty and name in uncertainty:
+            vmax = display_max(uncertainty[name])
+            # ASCII only: the bitmap fallback font has no sigma or dash glyphs.
+            tiles.append((f"{name} std 0-{vmax:.1f}/255", _panel(heat_map(uncertainty[name], vmax), panel)))
     tiles.append(("HR (reference)", _panel(hr[sl], panel)))
 
     columns = max(1, min(columns, len(tiles)))

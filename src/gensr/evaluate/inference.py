@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from gensr.evaluate import BadInputError, MissingInputError
 from gensr.io import to_float, to_uint8
 
 
@@ -48,7 +49,7 @@ def _run_id(meta: dict, metrics_file: Path) -> str | None:
         try:
             rid = json.loads(metrics_file.read_text()).get("mlflow_run_id")
         except (json.JSONDecodeError, AttributeError) as e:
-            raise ValueError(f"{metrics_file}: not a JSON object ({e})") from e
+            raise BadInputError(f"{metrics_file}: not a JSON object ({e})") from e
         return str(rid) if rid else None
     return None
 
@@ -62,7 +63,7 @@ def load_variants(
     missing = [n for n in names if not (models_dir / n / "model.pt").is_file()]
     if missing:
         paths = ", ".join(str(models_dir / n / "model.pt") for n in missing)
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no trained model for variant(s) {missing}: {paths} missing. Train them first "
             f"(`dvc repro train@{missing[0]}`) or drop them from `variants`."
         )
@@ -82,7 +83,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"evaluate.device={device} but no CUDA device is available")
+        raise BadInputError(f"evaluate.device={device} but no CUDA device is available")
     return device
 
 

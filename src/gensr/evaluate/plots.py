@@ -83,18 +83,20 @@ def training_curves(histories: dict[str, Path], out: Path) -> tuple[Path, bool]:
 
 
 def comparison_chart(rows: list[dict], set_id: str, out: Path) -> Path:
-    """Bars per method on one set: PSNR-Y (with bicubic marked) and the HF detail ratio."""
+    """Bars per method on one set: PSNR-Y (fidelity), the texture distance and the HF detail ratio."""
     names = [r["variant"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 0.45 * len(rows) + 1.6))
+    fig, (a, t, b) = plt.subplots(1, 3, figsize=(14, 0.45 * len(rows) + 1.6))
     colors = ["#999999" if n == "bicubic" else "#3b75af" for n in names]
     a.barh(names, [r["psnr_y"] for r in rows], color=colors)
     lo = min(r["psnr_y"] for r in rows)
     a.set_xlim(lo - 1.0, max(r["psnr_y"] for r in rows) + 0.5)
     a.set_title(f"PSNR-Y on {set_id} (dB, higher is better)", fontsize=10)
+    t.barh(names, [r["texture_distance"] for r in rows], color=colors)
+    t.set_title("texture distance to HR (lower is better)", fontsize=10)
     b.barh(names, [r["hf_ratio"] for r in rows], color=colors)
     b.axvline(1.0, color="black", linestyle="--", linewidth=1)
     b.set_title("high-frequency detail ratio (1 = HR)", fontsize=10)
-    for ax in (a, b):
+    for ax in (a, t, b):
         ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

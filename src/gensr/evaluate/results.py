@@ -3,10 +3,14 @@
 - `reports/per_image.csv`: one row per (set, image, method).
 - `reports/metrics.json`: {set: {method: {psnr_y, ssim_y, ..., delta_psnr_y, ms_per_mp, params}}}
   (DVC metrics; `dvc metrics show/diff` flatten it to e.g. `test.gan.psnr_y`).
-- `reports/champion.json`: {variant, psnr_y, set} of the best trained variant by PSNR-Y on the
-  test split. Export depends on this file alone, so it holds no timings and PSNR rounded to
-  1e-4 dB: re-evaluating with other settings leaves its bytes (and the export stage) unchanged
-  unless the champion itself changes.
+- `reports/champion.json`: the fidelity champion {variant, psnr_y, set} (best PSNR-Y on the test
+  split) and under `perceptual` the perceptual champion with the same fields plus
+  {texture_distance, min_psnr_y, qualified, fallback, rule}: the lowest texture distance among the
+  trained variants with PSNR-Y >= bicubic + `evaluate.perceptual_min_gain_db` on that same split;
+  when none qualifies, the fidelity champion, with `qualified: false` and `fallback` saying why.
+  Export depends on this file alone, so it holds no timings and figures rounded to 1e-4:
+  re-evaluating with other settings leaves its bytes (and the export stage) unchanged unless a
+  champion itself changes.
 """
 from __future__ import annotations
 
@@ -20,7 +24,9 @@ import numpy as np
 from gensr.io import atomic_write_json, atomic_write_text
 
 BASELINE = "bicubic"
-QUALITY = ["psnr_y", "ssim_y", "psnr_rgb", "hf_ratio", "gmsd", "lpips"]
+FIDELITY = ["psnr_y", "ssim_y", "psnr_rgb"]
+PERCEPTION = ["texture_distance", "hf_ratio", "gmsd", "lpips"]
+QUALITY = FIDELITY + PERCEPTION
 CSV_FIELDS = ["set", "image", "method", "height", "width", "lr_source", *QUALITY, "seconds", "ms_per_mp"]
 
 
@@ -79,6 +85,28 @@ def champion(summary: dict, split_id: str, variants: list[str]) -> dict:
     return {"variant": best, "psnr_y": round(float(table[best]["psnr_y"]), 4), "set": split_id}
 
 
+def perceptual_champion(summary: dict, split_id: str, variants: list[str], min_gain_db: float) -> dict:
+    """The lowest texture distance among trained variants at least `min_gain_db` dB PSNR-Y above
+    bicubic on the test split (first listed on a tie); the fidelity champion when none qualifies."""
+    table = summary.get(split_id, {})
+    floor = float(table[BASELINE]["psnr_y"]) + float(min_gain_db)
+    gain = f"{'+' if min_gain_db >= 0 else '-'} {abs(min_gain_db):g} dB"
+    rule = f"lowest texture_distance among variants with psnr_y >= bicubic {gain} on {split_id}"
+    scored = [(-table[v]["texture_distance"], -i, v) for i, v in enumerate(variants)
+              if v in table and table[v]["psnr_y"] >= floor and table[v].get("texture_distance") is not None]
+    fallback = None
+    if scored:
+        best = max(scored)[2]
+    else:
+        best = champion(summary, split_id, variants)["variant"]
+        fallback = (f"no variant reached bicubic {gain} ({floor:.2f} dB PSNR-Y on {split_id}): "
+                    f"the fidelity champion {best} stands in")
+    texture = table[best].get("texture_distance")
+    return {"variant": best, "psnr_y": round(float(table[best]["psnr_y"]), 4), "set": split_id,
+            "texture_distance": None if texture is None else round(float(texture), 4),
+            "min_psnr_y": round(floor, 4), "qualified": fallback is None, "fallback": fallback, "rule": rule}
+
+
 def write_per_image(path: Path, rows: list[dict]) -> Path:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n", extrasaction="ignore")
@@ -92,7 +120,8 @@ def write_per_image(path: Path, rows: list[dict]) -> Path:
 def write_leaderboard_csv(path: Path, summary: dict, split_id: str) -> Path:
     """DVC plot data: one row per method on the test split (bar chart in dvc.yaml)."""
     buf = io.StringIO()
-    fields = ["method", "psnr_y", "ssim_y", "delta_psnr_y", "hf_ratio", "gmsd", "ms_per_mp", "params"]
+    fields = ["method", "psnr_y", "ssim_y", "delta_psnr_y", "texture_distance", "hf_ratio", "gmsd", "ms_per_mp",
+              "params"]
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for method, e in summary.get(split_id, {}).items():

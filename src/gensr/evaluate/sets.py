@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gensr.evaluate import BadInputError, MissingInputError
 from gensr.io import BadImageError, list_images, read_image
 from gensr.metrics import modcrop
 
@@ -68,7 +69,7 @@ def _find_same_stem(folder: Path | None, rel: Path, suffix: str) -> Path:
     for c in candidates:
         if c.is_file():
             return c
-    raise FileNotFoundError(f"no LR image for {rel} in {folder} (prepared LR and HR names must match)")
+    raise MissingInputError(f"no LR image for {rel} in {folder} (prepared LR and HR names must match)")
 
 
 def bicubic_degrade(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -87,7 +88,7 @@ def bicubic_degrade(hr: np.ndarray, scale: int) -> np.ndarray:
 def slug(name: str) -> str:
     s = re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
     if not s:
-        raise ValueError(f"evaluate.benchmarks: unusable set name {name!r}")
+        raise BadInputError(f"evaluate.benchmarks: unusable set name {name!r}")
     return s
 
 
@@ -101,11 +102,11 @@ def eval_sets(
     checkout has beside it.
     """
     if on_missing not in ("fail", "warn"):
-        raise ValueError(f"evaluate.on_missing_benchmark must be fail or warn, got {on_missing!r}")
+        raise BadInputError(f"evaluate.on_missing_benchmark must be fail or warn, got {on_missing!r}")
     prepared = (root / prepared_dir).resolve()
     hr_dir, lr_dir = prepared / split / "hr", prepared / split / "lr"
     if not hr_dir.is_dir() or not lr_dir.is_dir():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{prepared / split} has no hr/ and lr/ folders: run the prepare stage first (dvc repro prepare)"
         )
     sets, notes = [EvalSet(slug(split), hr_dir, lr_dir, "split")], []
@@ -115,12 +116,12 @@ def eval_sets(
         if not path.is_dir():
             msg = f"evaluate.benchmarks.{name}: HR folder {path} does not exist"
             if on_missing == "fail":
-                raise FileNotFoundError(msg)
+                raise MissingInputError(msg)
             warnings.warn(msg + "; skipped", stacklevel=2)
             notes.append(msg + ", so that set was skipped.")
             continue
         sid = slug(name)
         if any(s.id == sid for s in sets):
-            raise ValueError(f"evaluate.benchmarks: set name {name!r} clashes with another set ({sid})")
+            raise BadInputError(f"evaluate.benchmarks: set name {name!r} clashes with another set ({sid})")
         sets.append(EvalSet(sid, path.resolve(), None, "benchmark"))
     return sets, notes

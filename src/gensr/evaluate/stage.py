@@ -15,11 +15,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from gensr.evaluate import inference, plots, results
-from gensr.evaluate.compare import comparison_picture
+from gensr.evaluate.compare import comparison_picture, detail_crop
 from gensr.evaluate.report import write_report
 from gensr.evaluate.sets import eval_sets
-from gensr.evaluate.texture import LpipsModel, gmsd, hf_ratio, lpips_note
-from gensr.io import save_png
+from gensr.evaluate.texture import LpipsModel, gmsd, hf_ratio, lpips_note, texture_distance
+from gensr.evaluate.uncertainty import sample_std
+from gensr.io import replace_dir, save_png
 from gensr.metrics import psnr_rgb, psnr_y, ssim_y
 
 REPORTS = "reports"
@@ -31,6 +32,7 @@ def _measure(sr, hr, scale: int, lpips: LpipsModel | None) -> dict[str, Any]:
         "psnr_y": psnr_y(sr, hr, scale),
         "ssim_y": ssim_y(sr, hr, scale),
         "psnr_rgb": psnr_rgb(sr, hr, scale),
+        "texture_distance": texture_distance(sr, hr, scale),
         "hf_ratio": hf_ratio(sr, hr, scale),
         "gmsd": gmsd(sr, hr, scale),
     }
@@ -40,11 +42,10 @@ def _measure(sr, hr, scale: int, lpips: LpipsModel | None) -> dict[str, Any]:
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
-    """Swap a freshly written folder in for the old one (no stale pictures from earlier runs)."""
-    if final.exists():
-        shutil.rmtree(final)
+    """Swap a freshly written folder in for the old one (no stale pictures from earlier runs; a
+    kill -9 mid-swap leaves the old set or the new one, never a half-deleted folder)."""
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700
-    tmp.rename(final)
+    replace_dir(tmp, final)
 
 
 def _umask() -> int:
@@ -99,8 +100,14 @@ def _evaluate(cfg, root, variants, sets, set_notes, lpips, lpips_path, device, t
     picture_sets = {s.id for s in sets} if wanted is None else {str(s).lower() for s in wanted}
     for v in variants:
         inference.warm_up(v.net, channels, scale)
+    from gensr.archs import is_variational
+
+    sampled = [v for v in variants if is_variational(v.net)]
+    n_samples, seed = int(ecfg.uncertainty.samples), int(ecfg.uncertainty.seed)
     tile, overlap = int(ecfg.tile), int(ecfg.tile_overlap)
     reports.mkdir(parents=True, exist_ok=True)
+    for stale in reports.glob(".comparisons.*"):  # left by a run killed mid-way
+        shutil.rmtree(stale, ignore_errors=True)
     cmp_tmp = Path(tempfile.mkdtemp(prefix=".comparisons.", dir=reports))
     rows: list[dict] = []
     pictures: dict[str, list[tuple[str, Path, str]]] = {}
@@ -124,12 +131,19 @@ def _evaluate(cfg, root, variants, sets, set_notes, lpips, lpips_path, device, t
                                  "lr_source": pair.lr_source, **m, "seconds": seconds[method],
                                  "ms_per_mp": 1000.0 * seconds[method] / (h * w / 1e6)})
                 if s.id in picture_sets:
+                    box = detail_crop(pair.hr, int(ecfg.crop_size), scale, border=scale)
+                    maps = {v.name: sample_std(v.net, pair.lr, scale, box, n_samples, seed, overlap) for v in sampled}
                     pic, (top, left, side) = comparison_picture(
-                        pair.hr, pair.lr, outputs, psnrs, scale, int(ecfg.crop_size), int(ecfg.panel_size))
+                        pair.hr, pair.lr, outputs, psnrs, scale, int(ecfg.crop_size), int(ecfg.panel_size),
+                        box=box, uncertainty=maps)
                     rel = Path(s.id) / f"{pair.name}.png"
                     save_png(cmp_tmp / rel, pic)
                     caption = (f"{pair.name} ({w}x{h}, LR: {pair.lr_source}); crop {side}x{side} at "
                                f"({left}, {top}); best: {max(psnrs, key=psnrs.get)}")
+                    if maps:
+                        caption += (f". std panel: per-pixel standard deviation of {n_samples} samples (seed {seed}) "
+                                    "of " + ", ".join(maps) + ", black = 0 to yellow = the labelled value "
+                                    "in 8-bit grey levels")
                     pictures.setdefault(s.id, []).append((pair.name, reports / "comparisons" / rel, caption))
             print(f"[evaluate] {s.id}: {n} images x {1 + len(variants)} methods in "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
@@ -140,6 +154,8 @@ def _evaluate(cfg, root, variants, sets, set_notes, lpips, lpips_path, device, t
     params = {v.name: v.params for v in variants}
     summary = results.summarise(rows, params)
     champ = results.champion(summary, split_id, names)
+    champ["perceptual"] = results.perceptual_champion(summary, split_id, names,
+                                                      float(ecfg.perceptual_min_gain_db))
     files = [
         results.write_metrics(reports / "metrics.json", summary),
         results.write_per_image(reports / "per_image.csv", rows),
@@ -157,7 +173,7 @@ def _evaluate(cfg, root, variants, sets, set_notes, lpips, lpips_path, device, t
         charts.append(("Training curves", curves))
     files += [chart, curves]
 
-    notes = set_notes + _notes(cfg, scale, device, lr_sources, lpips_path, tracker, have_curves)
+    notes = set_notes + _notes(cfg, scale, device, lr_sources, lpips_path, tracker, have_curves, champ)
     html = write_report(
         reports / "index.html", summary=summary, split_id=split_id, champ=champ, scale=scale,
         run_ids=dict(tracker.run_ids) if tracker else {}, comparisons=pictures, charts=charts, notes=notes)
@@ -172,7 +188,7 @@ def _evaluate(cfg, root, variants, sets, set_notes, lpips, lpips_path, device, t
             "summary_run_id": summary_run, "files": files}
 
 
-def _notes(cfg, scale, device, lr_sources, lpips_path, tracker, have_curves) -> list[str]:
+def _notes(cfg, scale, device, lr_sources, lpips_path, tracker, have_curves, champ) -> list[str]:
     ecfg = cfg.evaluate
     notes = [
         "Protocol: PSNR/SSIM on BT.601 studio-range Y, HR modcropped, "
@@ -185,6 +201,10 @@ def _notes(cfg, scale, device, lr_sources, lpips_path, tracker, have_curves) -> 
                "degradation": "the project's MATLAB-style bicubic degradation of the HR"}
         notes.append(f"{set_id}: LR from " + " and ".join(how[s] for s in sorted(src)) + ".")
     notes += [
+        "Texture distance: 2-Wasserstein distance between SR's and HR's band-pass gradient covariance in "
+        "every 3x3 patch of a 3-octave Laplacian pyramid of Y, relative to HR's detail amplitude; 0 = HR's "
+        "local detail statistics. Blur, noise, blocking and ringing all raise it.",
+        "Perceptual champion: " + (champ["perceptual"]["fallback"] or champ["perceptual"]["rule"]) + ".",
         "HF detail ratio: RMS of the high-pass band (Y minus Gaussian blur, sigma 1) of SR over HR's; "
         "alignment-free, so it measures how much detail, not whether it is the right detail (see GMSD).",
         "GMSD (Xue et al. 2014): deviation of the gradient-magnitude similarity map; 0 = same gradients.",

@@ -1,13 +1,14 @@
 """Evaluation results onto MLflow: each variant's own training run, plus one summary run.
 
 Metric names are the same for every variant (`<set>/<metric>`, e.g. `test/psnr_y`,
-`set5/hf_ratio`), so MLflow's run comparison view lines the variants up side by side. The run
+`set5/texture_distance`), so MLflow's run comparison view lines the variants up side by side. The run
 id comes from the model file's metadata (or `models/<v>/metrics.json`); a model trained without
 tracking, or whose run is not in this tracking store, gets a new run named after the variant
 (tag `gensr.evaluation_only=true`), and the report says so. The best variant's run is tagged
-`gensr.champion=true` (the others `false`, so a previous champion loses the tag); a summary run
-named `evaluate` holds every figure, the report and the comparison pictures, and names the
-champion in its tags and in the experiment's `gensr.champion` tag.
+`gensr.champion=true` and the perceptual champion's `gensr.champion_perceptual=true` (the others
+`false`, so a previous champion loses the tag); a summary run named `evaluate` holds every figure,
+the report and the comparison pictures, and names both champions in its tags and in the
+experiment's `gensr.champion` / `gensr.champion_perceptual` tags.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from gensr.evaluate.results import BASELINE
 
 SUMMARY_RUN = "evaluate"
-_LOGGED = ["psnr_y", "ssim_y", "psnr_rgb", "hf_ratio", "gmsd", "lpips", "delta_psnr_y",
+_LOGGED = ["psnr_y", "ssim_y", "psnr_rgb", "texture_distance", "hf_ratio", "gmsd", "lpips", "delta_psnr_y",
            "delta_ssim_y", "seconds_per_image", "ms_per_mp"]
 
 
@@ -86,11 +87,13 @@ class EvalTracker:
             config: dict) -> str:
         """Log per-variant metrics/tags/artifacts and the summary run; returns its run id."""
         c = self.client
+        perceptual = champ["perceptual"]
         for name, run_id in self.run_ids.items():
             metrics = self._metrics(summary, name)
             for i in range(0, len(metrics), 500):  # MLflow's batch limit is 1000 metrics
                 c.log_batch(run_id, metrics=metrics[i : i + 500])
             c.set_tag(run_id, "gensr.champion", str(name == champ["variant"]).lower())
+            c.set_tag(run_id, "gensr.champion_perceptual", str(name == perceptual["variant"]).lower())
             c.set_tag(run_id, "gensr.evaluated", "true")
             for f in files:
                 c.log_artifact(run_id, str(f), "evaluation")
@@ -102,7 +105,9 @@ class EvalTracker:
         run = c.create_run(
             self.experiment_id, run_name=SUMMARY_RUN,
             tags={"gensr.stage": "evaluate", "gensr.champion_variant": champ["variant"],
-                  "gensr.champion_run_id": self.run_ids.get(champ["variant"], "")},
+                  "gensr.champion_run_id": self.run_ids.get(champ["variant"], ""),
+                  "gensr.champion_perceptual_variant": perceptual["variant"],
+                  "gensr.champion_perceptual_qualified": str(perceptual["qualified"]).lower()},
         )
         rid = run.info.run_id
         from mlflow.entities import Metric, Param
@@ -120,4 +125,5 @@ class EvalTracker:
             c.log_artifacts(rid, str(comparisons), "comparisons")
         c.set_terminated(rid)
         c.set_experiment_tag(self.experiment_id, "gensr.champion", champ["variant"])
+        c.set_experiment_tag(self.experiment_id, "gensr.champion_perceptual", perceptual["variant"])
         return rid

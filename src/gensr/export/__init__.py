@@ -7,6 +7,7 @@ production upscaler without pulling in torch):
 - `onnx_export`: torch.onnx dynamo export with dynamic batch/height/width and metadata;
 - `validate`: parity against PyTorch eager, PSNR on the test split, speed;
 - `lighten`: fp16 conversion and static int8 QDQ quantisation;
-- `registry`: MLflow logging, registration and the `champion` alias;
+- `sampler`: the sampling graph of variational variants (noise as an input), its parity and quality;
+- `registry`: MLflow logging, registration and the `champion` / `champion-perceptual` aliases;
 - `stage`: the `export` DVC stage tying them together (`pipelines/export.py`).
 """

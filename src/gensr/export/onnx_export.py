@@ -1,7 +1,9 @@
 """Generator -> ONNX with the dynamo exporter: dynamic batch/height/width, pinned opset, one file.
 
 The exported graph is `clamp(net(lr), 0, 1)`: production consumers get images in the documented
-value range without having to know that the raw network can overshoot slightly.
+value range without having to know that the raw network can overshoot slightly. A variational
+net also gets a sampling graph, `clamp(net.sample(lr, noise=noise), 0, 1)`, whose standard-normal
+`noise` is an input (no RNG op: samples are reproducible and ORT matches torch exactly).
 """
 from __future__ import annotations
 
@@ -15,7 +17,15 @@ from torch import nn
 from torch.export import Dim
 
 import gensr
-from gensr.export.runtime import FORMAT, FORMAT_KEY, INPUT_NAME, OUTPUT_NAME
+from gensr.export.runtime import (
+    FORMAT,
+    FORMAT_KEY,
+    INPUT_NAME,
+    KIND_SAMPLER,
+    KIND_SR,
+    NOISE_NAME,
+    OUTPUT_NAME,
+)
 
 # ORT's cubic Resize differs from torch's bicubic by up to 0.06: such a graph can never pass parity.
 _UNSAFE_RESIZE_MODES = {b"cubic", "cubic"}
@@ -38,10 +48,35 @@ class ClampedSR(nn.Module):
         return self.net(lr).clamp(0.0, 1.0)
 
 
-def build_metadata(meta: dict[str, Any], opset: int, precision: str = "fp32") -> dict[str, str]:
-    """metadata_props from the model file's meta (missing provenance is recorded as 'unknown')."""
+class SampledSR(nn.Module):
+    """The sampling graph: one SR sample decoded from z = mu + sigma * noise, clamped to [0, 1]."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, lr: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.net.sample(lr, noise=noise).clamp(0.0, 1.0)
+
+
+def noise_rule(net: nn.Module) -> dict[str, str]:
+    """The sampler's metadata: noise channels and stride (latent side = ceil(side / stride))."""
+    _, channels, h, _ = net.noise_shape(1, 64, 64)
+    stride = 64 // h
+    side = (lambda s: s) if stride == 1 else (lambda s: f"ceil({s}/{stride})")  # noqa: E731
+    return {"kind": KIND_SAMPLER, "noise_channels": str(channels), "noise_stride": str(stride),
+            "noise_shape": f"[N, {channels}, {side('H')}, {side('W')}]",
+            "noise_distribution": "standard normal N(0, 1), float32; scale it by T for temperature T"}
+
+
+def build_metadata(meta: dict[str, Any], opset: int, precision: str = "fp32",
+                   noise: dict[str, str] | None = None) -> dict[str, str]:
+    """metadata_props from the model file's meta (missing provenance is recorded as 'unknown');
+    `noise` (from `noise_rule`) makes it a sampler's."""
     channels = int(meta["channels"])
     return {
+        "kind": KIND_SR,
+        **(noise or {}),
         FORMAT_KEY: FORMAT,
         "variant": str(meta["variant"]),
         "scale": str(int(meta["scale"])),
@@ -64,9 +99,11 @@ def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> onnx.ModelPro
     for key in sorted(props):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(props[key])
+    noise = (f" and '{NOISE_NAME}' float32 {props['noise_shape']} ({props['noise_distribution']})"
+             if props.get("kind") == KIND_SAMPLER else "")
     model.doc_string = (
-        f"gensr x{props['scale']} super-resolution ({props['variant']}, {props['precision']}): "
-        f"input '{INPUT_NAME}' float32 [N, {props['channels']}, H, W] in [0, 1] -> output "
+        f"gensr x{props['scale']} super-resolution ({props['variant']}, {props['precision']}, {props['kind']}): "
+        f"input '{INPUT_NAME}' float32 [N, {props['channels']}, H, W] in [0, 1]{noise} -> output "
         f"'{OUTPUT_NAME}' float32 [N, {props['channels']}, {props['scale']}H, {props['scale']}W] in [0, 1]."
     )
     return model
@@ -91,15 +128,25 @@ def check_graph(model: onnx.ModelProto, opset: int, label: str) -> None:
                 )
 
 
-def export_onnx(net: nn.Module, meta: dict[str, Any], opset: int) -> onnx.ModelProto:
-    """Export `net` (eval mode, CPU) to an in-memory ModelProto with metadata, checked."""
-    label = f"variant {meta.get('variant')}"
+def export_onnx(net: nn.Module, meta: dict[str, Any], opset: int, sampler: bool = False) -> onnx.ModelProto:
+    """Export `net` (eval mode, CPU) to an in-memory ModelProto with metadata, checked; `sampler`:
+    its sampling graph (inputs lr, noise) instead of the deterministic one."""
+    label = f"variant {meta.get('variant')}" + (" (sampler)" if sampler else "")
     channels = int(meta["channels"])
-    model = ClampedSR(net).eval().cpu()
+    net = net.eval().cpu()
+    model = (SampledSR if sampler else ClampedSR)(net).eval()
     # Example of batch 2 and sides > 1 so no dim is specialised to a constant (0/1 specialisation).
-    example = torch.rand(2, channels, 24, 37, generator=torch.Generator().manual_seed(0))
-    dims = {0: Dim("batch", min=1, max=MAX_BATCH), 2: Dim("height", min=1, max=MAX_SIDE),
-            3: Dim("width", min=1, max=MAX_SIDE)}
+    g = torch.Generator().manual_seed(0)
+    example = (torch.rand(2, channels, 24, 37, generator=g),)
+    batch = Dim("batch", min=1, max=MAX_BATCH)
+    dims: tuple[dict, ...] = ({0: batch, 2: Dim("height", min=1, max=MAX_SIDE), 3: Dim("width", min=1, max=MAX_SIDE)},)
+    names = [INPUT_NAME]
+    if sampler:
+        example += (torch.randn(net.noise_shape(2, 24, 37), generator=g),)
+        # The latent sides are a function of H, W (ceil(H/2)) that Dim arithmetic cannot state:
+        # AUTO lets the exporter derive them from the graph.
+        dims += ({0: batch, 2: Dim.AUTO, 3: Dim.AUTO},)
+        names.append(NOISE_NAME)
     # The exporter narrates every step at INFO and warns about torchvision ops it cannot register.
     quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
     levels = [lg.level for lg in quiet]
@@ -109,8 +156,8 @@ def export_onnx(net: nn.Module, meta: dict[str, Any], opset: int) -> onnx.ModelP
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                model, (example,), dynamo=True, dynamic_shapes=(dims,), opset_version=opset,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], external_data=False,
+                model, example, dynamo=True, dynamic_shapes=dims, opset_version=opset,
+                input_names=names, output_names=[OUTPUT_NAME], external_data=False,
                 optimize=True, verbose=False,
             )
     except Exception as e:
@@ -119,6 +166,6 @@ def export_onnx(net: nn.Module, meta: dict[str, Any], opset: int) -> onnx.ModelP
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)
     proto = program.model_proto
-    set_metadata(proto, build_metadata(meta, opset))
+    set_metadata(proto, build_metadata(meta, opset, noise=noise_rule(net) if sampler else None))
     check_graph(proto, opset, label)
     return proto

@@ -1,8 +1,9 @@
 """MLflow: log each shipped ONNX model to its training run, register it, alias the champion.
 
-Registered name: `gensr-x{scale}-{variant}`. The evaluate stage's best variant gets the alias
-`champion`, so production loads `models:/gensr-x2-<variant>@champion`; the alias is removed from
-the other variants' registered models so exactly one model of a scale is the champion.
+Registered name: `gensr-x{scale}-{variant}`. The evaluate stage's best variant by fidelity gets the
+alias `champion`, so production loads `models:/gensr-x2-<variant>@champion`, and its perceptual
+champion (best texture among the models clearly above bicubic) `champion-perceptual`; each alias
+is removed from the other variants' registered models, so one model of a scale holds it.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import onnx
 from gensr.export.runtime import INPUT_NAME, OUTPUT_NAME
 
 CHAMPION_ALIAS = "champion"
+PERCEPTUAL_ALIAS = "champion-perceptual"
 # Stored with the model: CUDA first, CPU fallback (onnxruntime-gpu falls back by itself).
 PYFUNC_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -80,19 +82,24 @@ def log_and_register(
             "model_uri": f"models:/{name}/{version}"}
 
 
-def set_champion(scale: int, champion: str, version: str, variants: list[str]) -> str:
-    """Point `champion` at this version; drop the alias from the other variants of this scale."""
+def set_champion(scale: int, champion: str, version: str, variants: list[str], alias: str = CHAMPION_ALIAS) -> str:
+    """Point `alias` at this version; drop it from the other variants of this scale."""
+    from mlflow import MlflowClient
+
+    name = registered_name(scale, champion)
+    MlflowClient().set_registered_model_alias(name, alias, version)
+    clear_alias(scale, alias, [v for v in variants if v != champion])
+    return f"models:/{name}@{alias}"
+
+
+def clear_alias(scale: int, alias: str, variants: list[str]) -> None:
+    """Remove `alias` from these variants' registered models (where they hold it)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
-    name = registered_name(scale, champion)
-    client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-    for other in variants:
-        if other == champion:
-            continue
+    for variant in variants:
         try:
-            client.delete_registered_model_alias(registered_name(scale, other), CHAMPION_ALIAS)
+            client.delete_registered_model_alias(registered_name(scale, variant), alias)
         except MlflowException:
             pass  # that model was never registered or never held the alias
-    return f"models:/{name}@{CHAMPION_ALIAS}"

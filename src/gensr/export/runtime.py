@@ -3,6 +3,11 @@
 Every exported file carries `metadata_props` (readable with
 `session.get_modelmeta().custom_metadata_map`): `gensr.format` marks a gensr model, `scale` and
 `channels` say how to feed it, the rest record where it came from (see `METADATA_KEYS`).
+
+Two kinds of graph: `sr` (input `lr` -> `sr`, deterministic; every variant) and `sampler` (inputs
+`lr` and `noise` -> one `sr` sample; variational variants, `model.sample.onnx`). The sampler has
+no RNG op: the caller supplies standard-normal `noise` of shape
+[N, noise_channels, ceil(H / noise_stride), ceil(W / noise_stride)], so a sample is reproducible.
 """
 from __future__ import annotations
 
@@ -13,9 +18,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from gensr.errors import UserError
+
 FORMAT = "gensr-onnx/1"
 FORMAT_KEY = "gensr.format"
-INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+INPUT_NAME, OUTPUT_NAME, NOISE_NAME = "lr", "sr", "noise"
+KIND_SR, KIND_SAMPLER = "sr", "sampler"
 # What a consumer finds in metadata_props (besides gensr.format); documented in the README.
 METADATA_KEYS = (
     "variant",  # training variant (ae, ae_res, gan, vae, ...)
@@ -30,10 +38,12 @@ METADATA_KEYS = (
     "manifest_hash",  # hash of the training data manifest
     "opset",
     "producer",
+    "kind",  # "sr" (deterministic; files without the key are "sr") | "sampler" (takes `noise`)
+    # sampler only: noise_channels, noise_stride, noise_shape (the rule in words), noise_distribution
 )
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """A model file that cannot be used; the message names the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
@@ -56,6 +66,11 @@ def physical_cores() -> int:
 def cuda_driver_present() -> bool:
     """An NVIDIA driver on this machine (torch-free stand-in for torch.cuda.is_available())."""
     return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
+
+
+# What the CLIs' --provider choices ask for (None: decide from the driver, see choose_providers).
+PROVIDER_CHOICES = {"auto": None, "cpu": ["CPUExecutionProvider"],
+                    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
 def choose_providers(use_cuda: bool | None = None) -> list[str]:
@@ -93,6 +108,8 @@ def make_session(
     label = "<in-memory model>" if isinstance(model, bytes) else str(model)
     if not isinstance(model, bytes):
         path = Path(model)
+        if path.is_dir():
+            raise ModelError(path, "is a folder, not an ONNX model file")
         if not path.is_file():
             raise ModelError(path, "model file does not exist")
         if path.stat().st_size == 0:
@@ -104,8 +121,12 @@ def make_session(
         raise ModelError(label, f"not a loadable ONNX model ({type(e).__name__}: {e})") from e
 
 
-def read_metadata(session: ort.InferenceSession, label: str = "model") -> dict[str, Any]:
-    """The gensr metadata of a session, with `scale`/`channels` as ints, validated against the graph."""
+def read_metadata(session: ort.InferenceSession, label: str = "model", sampler: bool = False) -> dict[str, Any]:
+    """The gensr metadata of a session, with `scale`/`channels` as ints, validated against the graph.
+
+    `sampler` says which kind the caller can run: `gensr upscale` refuses a sampling model (its
+    deterministic twin, model.onnx, is what to upscale with) and `gensr sample` refuses the others.
+    """
     meta = dict(session.get_modelmeta().custom_metadata_map)
     if meta.get(FORMAT_KEY) != FORMAT:
         found = meta.get(FORMAT_KEY, "none")
@@ -120,9 +141,26 @@ def read_metadata(session: ort.InferenceSession, label: str = "model") -> dict[s
         raise ModelError(label, f"gensr metadata lacks a valid scale/channels ({e})") from e
     if scale not in (2, 3, 4) or channels not in (1, 3):
         raise ModelError(label, f"unsupported metadata scale={scale}, channels={channels}")
+    kind = meta.get("kind", KIND_SR)
+    if kind == KIND_SAMPLER and not sampler:
+        raise ModelError(label, f"a sampling model (inputs '{INPUT_NAME}' and '{NOISE_NAME}'): use it with "
+                         "`gensr sample`, or upscale with the deterministic model.onnx exported beside it")
+    if kind != KIND_SAMPLER and sampler:
+        raise ModelError(label, f"not a sampling model (kind={kind!r}, no '{NOISE_NAME}' input): `gensr sample` "
+                         "needs the model.sample.onnx that the export stage ships for variational variants")
     inputs = session.get_inputs()
-    if len(inputs) != 1 or len(inputs[0].shape) != 4:
-        raise ModelError(label, f"expected one NCHW input, found {[(i.name, i.shape) for i in inputs]}")
+    names = [INPUT_NAME, NOISE_NAME] if sampler else [INPUT_NAME]
+    if [i.name for i in inputs] != names or any(len(i.shape) != 4 for i in inputs):
+        raise ModelError(label, f"expected NCHW inputs {names}, found {[(i.name, i.shape) for i in inputs]}")
+    if sampler:
+        try:
+            meta.update(noise_channels=int(meta["noise_channels"]), noise_stride=int(meta["noise_stride"]))
+        except (KeyError, ValueError) as e:
+            raise ModelError(label, f"sampling model metadata lacks a valid noise_channels/noise_stride ({e})") from e
+        graph_noise = inputs[1].shape[1]
+        if meta["noise_stride"] < 1 or (isinstance(graph_noise, int) and graph_noise != meta["noise_channels"]):
+            raise ModelError(label, f"metadata noise_channels={meta['noise_channels']}, noise_stride="
+                             f"{meta['noise_stride']} do not fit the graph's noise input {inputs[1].shape}")
     graph_channels = inputs[0].shape[1]
     if isinstance(graph_channels, int) and graph_channels != channels:
         raise ModelError(label, f"metadata says {channels} channels but the graph input has {graph_channels}")
@@ -130,7 +168,19 @@ def read_metadata(session: ort.InferenceSession, label: str = "model") -> dict[s
     return meta
 
 
-def run(session: ort.InferenceSession, lr: np.ndarray) -> np.ndarray:
-    """NCHW float32 in [0, 1] -> NCHW float32 SR."""
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: np.ascontiguousarray(lr, dtype=np.float32)})[0]
+def noise_shape(meta: dict[str, Any], n: int, h: int, w: int) -> tuple[int, int, int, int]:
+    """The `noise` a sampling model (metadata from read_metadata) takes for an [n, C, h, w] input."""
+    stride = meta["noise_stride"]
+    return n, meta["noise_channels"], -(-h // stride), -(-w // stride)
+
+
+def sample_noise(shape: tuple[int, ...], seed: int, index: int) -> np.ndarray:
+    """Standard-normal float32 noise of sample `index` for `seed`: the same draw whatever else is
+    sampled before it (one generator per (seed, index)), so sample k of an image is reproducible."""
+    return np.random.default_rng([seed, index]).standard_normal(shape, dtype=np.float32)
+
+
+def run(session: ort.InferenceSession, lr: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+    """NCHW float32 in [0, 1] (and, for a sampler, its standard-normal noise) -> NCHW float32 SR."""
+    feed = {INPUT_NAME: lr} if noise is None else {INPUT_NAME: lr, NOISE_NAME: noise}
+    return session.run(None, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feed.items()})[0]

@@ -2,13 +2,14 @@
 
 A variant whose fp32 ONNX fails parity is not shipped and the stage fails naming the variant,
 the input shape and the difference (after the report is written, so it can be inspected).
-Lighter models that lose too much PSNR-Y are recorded as rejected and not written.
+Lighter models that lose too much PSNR-Y are recorded as rejected and not written. A variational
+variant also ships its sampling graph, `model.sample.onnx` (see `gensr.export.sampler`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ import onnx
 import torch
 from omegaconf import DictConfig
 
+from gensr.archs import is_variational
 from gensr.checkpoint import load_model
+from gensr.errors import UserError
 from gensr.export import lighten, runtime
 from gensr.export.onnx_export import (
     ClampedSR,
@@ -28,9 +31,11 @@ from gensr.export.onnx_export import (
     export_onnx,
     set_metadata,
 )
+from gensr.export.sampler import export_sampler
 from gensr.export.validate import (
     benchmark,
     compare,
+    file_info,
     load_pairs,
     ort_runner,
     outputs,
@@ -40,19 +45,15 @@ from gensr.export.validate import (
     split_inputs,
     torch_runner,
 )
-from gensr.io import atomic_write_bytes, atomic_write_json
-from gensr.upscale import upscale_array
+from gensr.io import atomic_write_bytes, atomic_write_json, replace_dir
+from gensr.tiling import upscale_array
 
 log = logging.getLogger("gensr.export")
-FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "sampler": "model.sample.onnx"}
 
 
-class ExportValidationError(RuntimeError):
+class ExportValidationError(UserError, RuntimeError):
     pass
-
-
-def _file_info(blob: bytes) -> dict[str, Any]:
-    return {"size_bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
 
 
 def _tiling_check(session, pairs, scale: int, tile: int, overlap: int) -> float:
@@ -93,7 +94,7 @@ def _lighter(
         "max_abs_diff_vs_fp32": round(max(compare(fp32_test[k], sr[k])[0] for k in sr), 6),
         "speed": benchmark(run, speed_x, scale, ex.speed.warmup, ex.speed.repeats),
         "shipped": bool(drop <= limit),
-        **_file_info(blob),
+        **file_info(blob),
     }
     if not entry["shipped"]:
         entry["rejected"] = f"PSNR-Y drop {drop:.3f} dB > {limit} dB on the test split"
@@ -148,7 +149,7 @@ def export_variant(
             "torch_eager": torch_speed,
             "ort_speedup": round(torch_speed["latency_ms"] / ort_speed["latency_ms"], 3),
         },
-        **_file_info(blob),
+        **file_info(blob),
     })
     ship = {"fp32": blob}
     fp32_test = {k: ort_out[k] for k in tests}
@@ -158,20 +159,17 @@ def export_variant(
         entry[kind] = sub
         if sub_blob is not None:
             ship[kind] = sub_blob
+    if is_variational(net):
+        entry["sampler"], sampler_blob = export_sampler(net, meta, ex, pairs, providers)
+        if sampler_blob is not None:
+            ship["sampler"] = sampler_blob
     entry["seconds"] = round(time.perf_counter() - t0, 1)
     return entry, ship
 
 
 def _write_variant(out_dir: Path, ship: dict[str, bytes]) -> dict[str, Path]:
-    """Write the shipped files; remove files of this variant that no longer ship (stale int8...)."""
-    written = {}
-    for kind, name in FILES.items():
-        path = out_dir / name
-        if kind in ship:
-            written[kind] = atomic_write_bytes(path, ship[kind])
-        else:
-            path.unlink(missing_ok=True)
-    return written
+    """Write the shipped files (into a fresh folder: no stale int8 from an earlier run survives)."""
+    return {kind: atomic_write_bytes(out_dir / name, ship[kind]) for kind, name in FILES.items() if kind in ship}
 
 
 def _read_champion(path: Path) -> dict[str, Any] | None:
@@ -203,17 +201,23 @@ def run_stage(cfg: DictConfig, root: Path) -> dict[str, Any]:
         "variants": {},
     }
     failures, shipped = [], {}
+    # Built aside and swapped in whole: a kill -9 leaves the previous models, never a mix.
+    staging, final = out_root / ".models.partial", out_root / "models"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     for variant in cfg.variants:
         log.info("exporting %s", variant)
         entry, ship = export_variant(variant, cfg, root, pairs, patches, providers)
         report["variants"][variant] = entry
         if not entry["shipped"]:
             failures += [f"variant {variant}: {f}" for f in entry["parity"]["failures"]]
-            _write_variant(out_root / "models" / variant, {})
             continue
-        for kind, path in _write_variant(out_root / "models" / variant, ship).items():
-            entry.setdefault(kind, {})["path"] = str(path.relative_to(root))
+        sampler_check = entry.get("sampler", {}).get("parity", {})
+        failures += [f"variant {variant} (sampler): {f}" for f in sampler_check.get("failures", [])]
+        for kind, path in _write_variant(staging / variant, ship).items():
+            entry.setdefault(kind, {})["path"] = str((final / variant / path.name).relative_to(root))
         shipped[variant] = entry
+    replace_dir(staging, final)
     report_path = atomic_write_json(out_root / "validation.json", report)  # kept even if MLflow fails
     if ex.register and not failures:
         try:
@@ -237,18 +241,35 @@ def _register(cfg: DictConfig, root: Path, shipped: dict[str, dict], champion: d
     experiment_id = configure(cfg.logger.experiment, root)
     out: dict[str, Any] = {"models": {}}
     for variant, entry in shipped.items():
-        files = [root / entry[k]["path"] for k in ("fp16", "int8") if "path" in entry.get(k, {})]
+        files = [root / entry[k]["path"] for k in ("fp16", "int8", "sampler") if "path" in entry.get(k, {})]
         meta = {"variant": variant, "scale": entry["scale"], "channels": entry["channels"],
                 "mlflow_run_id": entry["mlflow_run_id"]}
         metrics = {"parity_max_abs_diff": entry["parity"]["max_abs_diff"], "psnr_y_onnx": entry["psnr_y"],
                    "ort_latency_ms": entry["speed"]["onnxruntime"]["latency_ms"],
                    "int8_psnr_y_drop_db": entry["int8"]["psnr_y_drop_db"]}
+        if "quality" in entry.get("sampler", {}):
+            metrics["sampler_worst_margin_db"] = entry["sampler"]["quality"]["worst_margin_over_bicubic_db"]
         out["models"][variant] = registry.log_and_register(root / entry["fp32"]["path"], meta, experiment_id,
                                                            files, metrics)
-    if champion and champion.get("variant") in out["models"]:
-        name = champion["variant"]
-        scale = shipped[name]["scale"]
-        out["champion_uri"] = registry.set_champion(scale, name, out["models"][name]["version"], list(shipped))
-    elif champion:
-        log.warning("champion %r is not among the exported variants %s", champion.get("variant"), list(shipped))
+    if champion:
+        _aliases(registry, out, champion, int(cfg.degradation.scale), list(shipped), cfg.export.champion_file)
     return out
+
+
+def _aliases(registry, out: dict[str, Any], champion: dict, scale: int, variants: list[str], source: str) -> None:
+    """`champion` (fidelity) and `champion-perceptual` onto the evaluate stage's picks."""
+    if "perceptual" not in champion:
+        out["champion_perceptual_note"] = (f"{source} has no 'perceptual' entry (written by an older evaluate "
+                                           f"stage): alias {registry.PERCEPTUAL_ALIAS} not set")
+        log.warning(out["champion_perceptual_note"])
+    elif champion["perceptual"] is None:  # no model qualified: an older pick must not linger
+        registry.clear_alias(scale, registry.PERCEPTUAL_ALIAS, variants)
+        out["champion_perceptual_note"] = f"{source}: no perceptual champion; alias {registry.PERCEPTUAL_ALIAS} removed"
+    picks = (("champion_uri", registry.CHAMPION_ALIAS, champion),
+             ("champion_perceptual_uri", registry.PERCEPTUAL_ALIAS, champion.get("perceptual")))
+    for key, alias, pick in picks:
+        name = (pick or {}).get("variant")
+        if name in out["models"]:
+            out[key] = registry.set_champion(scale, name, out["models"][name]["version"], variants, alias)
+        elif pick:
+            log.warning("%s %r is not among the exported variants %s", alias, name, variants)

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -26,16 +27,23 @@ from gensr.metrics import psnr, psnr_y
 Array = np.ndarray
 
 
-def torch_runner(model: nn.Module) -> Callable[[Array], Array]:
-    def run(x: Array) -> Array:
+def torch_runner(model: nn.Module) -> Callable[..., Array]:
+    """run(lr) -> sr; run(lr, noise) -> sr for a sampling graph (onnx_export.SampledSR)."""
+
+    def run(*xs: Array) -> Array:
         with torch.inference_mode():
-            return model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+            return model(*(torch.from_numpy(np.ascontiguousarray(x)) for x in xs)).numpy()
 
     return run
 
 
-def ort_runner(session: ort.InferenceSession) -> Callable[[Array], Array]:
-    return lambda x: runtime.run(session, x)
+def ort_runner(session: ort.InferenceSession) -> Callable[..., Array]:
+    return lambda *xs: runtime.run(session, *xs)
+
+
+def file_info(blob: bytes) -> dict[str, Any]:
+    """What validation.json records of a shipped file: size and sha256 (the bytes written)."""
+    return {"size_bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
 
 
 def finite(x: float, ndigits: int = 4) -> float | None:
@@ -79,8 +87,11 @@ def compare(reference: Array, candidate: Array) -> tuple[float, float]:
     return diff, psnr(reference, candidate, peak=1.0)
 
 
-def outputs(run: Callable[[Array], Array], inputs: dict[str, Array]) -> dict[str, Array]:
-    return {name: run(x) for name, x in inputs.items()}
+def outputs(
+    run: Callable[..., Array], inputs: dict[str, Array], noise: dict[str, Array] | None = None
+) -> dict[str, Array]:
+    """`run` on each input (with its `noise[name]` too, for a sampling graph)."""
+    return {name: run(x) if noise is None else run(x, noise[name]) for name, x in inputs.items()}
 
 
 def parity(

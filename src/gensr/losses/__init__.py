@@ -1,6 +1,7 @@
 """Composable losses; see `gensr.losses.base` for the contract (weight, name, inputs)."""
 from gensr.losses.adversarial import GAN_TYPES, AdversarialLoss, GradientPenalty, R1Penalty
 from gensr.losses.base import WeightedLoss, build_losses
+from gensr.losses.frequency import BandEnergyLoss
 from gensr.losses.latent import KLLoss, L1ActivityLoss
 from gensr.losses.pixel import CharbonnierLoss, L1Loss, MSELoss
 from gensr.losses.ssim import SSIMLoss, ssim_map
@@ -9,6 +10,7 @@ from gensr.losses.style import StyleLoss, gram
 __all__ = [
     "GAN_TYPES",
     "AdversarialLoss",
+    "BandEnergyLoss",
     "CharbonnierLoss",
     "GradientPenalty",
     "KLLoss",

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from gensr.errors import UserError
 from gensr.training.base import SRLightningBase, _instantiate, plain
 
 
@@ -42,7 +43,7 @@ class _TwoPlayer(SRLightningBase):
         self.optim_d_cfg = plain(optim_d) or self.optim_cfg
         adv = self.losses_for("adversarial")
         if len(adv) != 1:
-            raise ValueError(f"models.{self.variant}.losses needs exactly one adversarial loss, found {len(adv)}")
+            raise UserError(f"models.{self.variant}.losses needs exactly one adversarial loss, found {len(adv)}")
         self.adv = adv[0]
         self.critic_regs = self.losses_for("critic_reg")
         self.disc = self.build_discriminator(plain(discriminator))
@@ -116,7 +117,7 @@ class AAEModule(_TwoPlayer):
 
     def build_discriminator(self, cfg: Mapping) -> torch.nn.Module:
         if not hasattr(self.net, "encode_decode"):
-            raise ValueError(f"models.{self.variant}: AAEModule needs a net with encode_decode()")
+            raise UserError(f"models.{self.variant}: AAEModule needs a net with encode_decode()")
         return _instantiate(cfg, latent=self.net.latent_channels)
 
     def training_step(self, batch, batch_idx: int) -> None:

@@ -23,11 +23,12 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
+from gensr.errors import UserError
 from gensr.metrics import psnr_y, ssim_y
 from gensr.training.datamodule import to_numpy
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """A loss term became NaN or inf: training stops, naming the term and the step."""
 
 
@@ -84,11 +85,11 @@ class SRLightningBase(L.LightningModule):
         self.net = _instantiate(plain(net))
         self.losses = build_losses(plain(losses))
         if not any(loss.inputs == "pixel" for loss in self.losses.values()):
-            raise ValueError(f"models.{variant}.losses has no pixel loss (L1/MSE/Charbonnier/SSIM)")
+            raise UserError(f"models.{variant}.losses has no pixel loss (L1/MSE/Charbonnier/SSIM)")
         pixel = self.losses_for("pixel")
         for start in sorted({0.0, *(loss.active[0] for loss in pixel), *(loss.active[1] for loss in pixel)}):
             if start < 1.0 and not any(loss.is_active(start) for loss in pixel):
-                raise ValueError(f"models.{variant}.losses: no pixel loss is active at {start:.0%} of training "
+                raise UserError(f"models.{variant}.losses: no pixel loss is active at {start:.0%} of training "
                                  "(the `active` ranges of the pixel losses leave a gap)")
         self.optim_cfg = plain(optim) or {}
         # torch.compile'd forward for training only; kept out of the module tree so state_dict
@@ -156,7 +157,7 @@ class SRLightningBase(L.LightningModule):
         if not p.is_absolute():
             p = repo_root() / p
         if not p.is_file():
-            raise FileNotFoundError(f"models.{self.variant}.init_from: {p} does not exist (train that variant first)")
+            raise UserError(f"models.{self.variant}.init_from: {p} does not exist (train that variant first)")
         src, meta = load_model(p, scale=self.scale, channels=self.channels)
         want = plain(self.hparams["net"])
         have = {k: v for k, v in torch.load(p, weights_only=True, map_location="cpu")["net"].items()}

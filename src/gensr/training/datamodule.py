@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gensr.errors import UserError
 from gensr.io import list_images, read_image, to_uint8
 from gensr.metrics import psnr_y, ssim_y
 
@@ -35,7 +36,7 @@ def load_pairs(split_dir: Path, scale: int, channels: int) -> list[Pair]:
     """Read every HR/LR pair of one split; clear errors for a missing split or a bad pair."""
     hr_dir, lr_dir = split_dir / "hr", split_dir / "lr"
     if not hr_dir.is_dir() or not lr_dir.is_dir():
-        raise FileNotFoundError(
+        raise UserError(
             f"{split_dir} has no hr/ and lr/ folders: run the prepare stage first (dvc repro prepare)"
         )
     pairs = []
@@ -43,11 +44,11 @@ def load_pairs(split_dir: Path, scale: int, channels: int) -> list[Pair]:
         rel = hr_path.relative_to(hr_dir)
         lr_path = lr_dir / rel
         if not lr_path.is_file():
-            raise FileNotFoundError(f"{hr_path}: no LR partner {lr_path}")
+            raise UserError(f"{hr_path}: no LR partner {lr_path}; rerun the prepare stage (dvc repro -f prepare)")
         hr = to_uint8(read_image(hr_path, channels))
         lr = to_uint8(read_image(lr_path, channels))
         if hr.shape[0] != lr.shape[0] * scale or hr.shape[1] != lr.shape[1] * scale:
-            raise ValueError(
+            raise UserError(
                 f"{lr_path}: LR {lr.shape[1]}x{lr.shape[0]} is not HR {hr.shape[1]}x{hr.shape[0]} / "
                 f"scale {scale}; was the data prepared with another degradation.scale?"
             )

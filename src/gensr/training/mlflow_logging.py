@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,15 @@ def make_logger(uri: str, experiment: str, variant: str, run_id: str | None, tag
         def log_metrics(self, metrics, step=None):
             super().log_metrics(metrics, None if step is None else step + 1)
 
+        def finalize(self, status: str = "success") -> None:
+            # Lightning says "success" as soon as fit returns, before train() has written and logged
+            # the outputs: `ends_run` closes the run then. Failures inside fit still end it here.
+            if status != "success":
+                super().finalize(status)
+
+        def close(self, status: str) -> None:
+            super().finalize(status)
+
     return IterationLogger(
         experiment_name=experiment, run_name=variant, tracking_uri=uri, tags=dict(tags), run_id=run_id
     )
@@ -107,6 +117,23 @@ class RunSetup(L.Callback):
             client.log_batch(run_id, params=params[i : i + 100])
         client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in self.tags.items()])
         client.log_text(run_id, self.config_yaml, "config.yaml")
+
+
+@contextmanager
+def ends_run(logger) -> Iterator[None]:
+    """The run ends FINISHED only when the block completes; FAILED on an error (KILLED on Ctrl-C),
+    also after fit, so a run whose outputs were never written never reads FINISHED."""
+    try:
+        yield
+    except BaseException as e:
+        if logger is not None:
+            try:
+                logger.close("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            except Exception as close_error:  # the original error matters more than the status
+                print(f"note: could not mark the MLflow run failed ({close_error})", flush=True)
+        raise
+    if logger is not None:
+        logger.close("success")
 
 
 def log_outputs(logger, files: Mapping[str, Path], metrics: Mapping[str, float], step: int) -> None:

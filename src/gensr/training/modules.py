@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from gensr.errors import UserError
 from gensr.training.adversarial import AAEModule, GANModule
 from gensr.training.base import NonFiniteLossError, SRLightningBase
 
@@ -31,9 +32,9 @@ class SRModule(SRLightningBase):
         self.latent_losses = self.losses_for("latent")
         other = [l.name for l in self.losses.values() if l.inputs not in ("pixel", "latent")]
         if other:
-            raise ValueError(f"models.{self.variant}: SRModule cannot use losses {other} (pixel/latent only)")
+            raise UserError(f"models.{self.variant}: SRModule cannot use losses {other} (pixel/latent only)")
         if self.latent_losses and not hasattr(self.net, "encode_decode"):
-            raise ValueError(f"models.{self.variant}: latent losses need a net with encode_decode()")
+            raise UserError(f"models.{self.variant}: latent losses need a net with encode_decode()")
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         lr, hr = (self.prepare_input(t) for t in batch)
@@ -62,9 +63,9 @@ class VAEModule(SRLightningBase):
         self.kl_warmup_steps = int(kl_warmup_steps)
         self.kl_losses = self.losses_for("posterior")
         if not self.kl_losses:
-            raise ValueError(f"models.{self.variant}: the VAE needs a KL loss (gensr.losses.KLLoss) in losses")
+            raise UserError(f"models.{self.variant}: the VAE needs a KL loss (gensr.losses.KLLoss) in losses")
         if not hasattr(self.net, "forward_train") or not getattr(self.net, "variational", True):
-            raise ValueError(f"models.{self.variant}: VAEModule needs a variational net with forward_train() "
+            raise UserError(f"models.{self.variant}: VAEModule needs a variational net with forward_train() "
                              "(VariationalSR, or ResidualAttentionAE with variational: true)")
 
     def kl_factor(self) -> float:

@@ -1,10 +1,11 @@
 """Train one variant: config -> datamodule, LightningModule, Trainer -> models/<v>/ + checkpoints/<v>/.
 
-`train(cfg)` is what `pipelines/train.py variant=<name>` runs. The variant's model config may
-override the shared `trainer` and `datamodule` groups (keys `trainer:` / `datamodule:` inside
-conf/model/<v>.yaml). `trainer.max_steps` counts training iterations (batches; one iteration of
-GAN/AAE steps both optimisers); `trainer.val_check_interval` iterations form one epoch, each ending
-with validation and a checkpoint (best by val PSNR-Y, and last).
+`train(cfg)` is what `pipelines/train.py variant=<name>` runs. A key of the shared `trainer` and
+`datamodule` groups may differ per variant (`trainer.max_steps: {default: 600, ae: 1500}`, see
+gensr.schema); setting the key on the command line sets it for every variant. `trainer.max_steps`
+counts training iterations (batches; one iteration of GAN/AAE steps both optimisers);
+`trainer.val_check_interval` iterations form one epoch, each ending with validation and a
+checkpoint (best by val PSNR-Y, and last).
 
 Resume (`trainer.resume`): `auto` continues checkpoints/<v>/last.ckpt when it belongs to this
 variant/scale/channels, was written with the same config hash and is unfinished, else it starts
@@ -26,7 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from gensr.checkpoint import CheckpointMismatchError, save_model
 from gensr.config import repo_root
-from gensr.io import atomic_write_json
+from gensr.errors import UserError
+from gensr.io import atomic_write_json, sha256_file
+from gensr.schema import for_variant, require_variant, validate
 from gensr.training import mlflow_logging as ml
 from gensr.training.base import plain
 
@@ -47,15 +50,13 @@ def say(msg: str) -> None:
 
 
 def effective_config(cfg: DictConfig) -> dict[str, Any]:
-    variant = cfg.get("variant")
-    names = list(cfg.models)
-    if not variant:
-        raise ValueError(f"choose a variant: python pipelines/train.py variant=<one of {names}>")
-    if variant not in cfg.models:
-        raise ValueError(f"variant={variant!r} is not one of models: {names}")
+    """The variant's view of the config, validated (gensr.schema); a per-variant value of the shared
+    trainer/datamodule groups (`{default: .., <variant>: ..}`) resolved to the variant's own."""
+    validate(cfg)
+    variant = require_variant(cfg)
     model = plain(cfg.models[variant])
-    trainer = {**plain(cfg.trainer), **(model.pop("trainer", None) or {})}
-    datamodule = {**plain(cfg.datamodule), **(model.pop("datamodule", None) or {})}
+    trainer = {k: for_variant(v, variant) for k, v in plain(cfg.trainer).items()}
+    datamodule = {k: for_variant(v, variant) for k, v in plain(cfg.datamodule).items()}
     max_steps = int(trainer["max_steps"])
     per_epoch = max(1, min(int(trainer["val_check_interval"]), max_steps))
     epochs = math.ceil(max_steps / per_epoch)
@@ -66,14 +67,28 @@ def effective_config(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def config_hash(eff: dict[str, Any], manifest: str) -> str:
+def config_hash(eff: dict[str, Any], manifest: str, init_digest: str | None = None) -> str:
+    """What a checkpoint must match to be resumed: config, data and, for a fine-tune, the *content*
+    of the model it starts from (a retrained ae_res under the same path invalidates gan's last.ckpt)."""
     ident = {
         "variant": eff["variant"], "seed": eff["seed"], "model": eff["model"], "degradation": eff["degradation"],
         "trainer": {k: v for k, v in eff["trainer"].items() if k not in NOT_HASHED},
         "datamodule": {k: v for k, v in eff["datamodule"].items() if k not in NOT_HASHED},
-        "manifest": manifest,
+        "manifest": manifest, "init": init_digest,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def init_model(model: dict[str, Any], root: Path, variant: str) -> tuple[Path | None, str | None]:
+    """The model file a fine-tune starts from (`init_from`, relative to `root`) and its sha256."""
+    init = model.get("init_from")
+    if not init:
+        return None, None
+    path = Path(init) if Path(init).is_absolute() else root / init
+    if not path.is_file():
+        raise UserError(f"models.{variant}.init_from: {path} does not exist "
+                        "(train the variant it names first: `dvc repro` does, through train_from)")
+    return path, sha256_file(path)
 
 
 def resume_decision(root: Path, ckpt_dir: Path, eff: dict[str, Any], chash: str) -> tuple[Path | None, str | None]:
@@ -172,7 +187,7 @@ def build_module(eff: dict[str, Any]):
             compile=bool(tr.get("compile", False)),
         )
     except InstantiationException as e:  # surface our own clear errors, not Hydra's wrapper
-        if isinstance(e.__cause__, (CheckpointMismatchError, FileNotFoundError, ValueError, TypeError)):
+        if isinstance(e.__cause__, (UserError, FileNotFoundError, ValueError, TypeError)):
             raise e.__cause__ from None
         raise
     if tr.get("channels_last"):
@@ -198,7 +213,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
     prepared = root / eff["data"]["out_dir"]
     models_dir, ckpt_dir = root / "models" / variant, root / "checkpoints" / variant
     manifest = ml.manifest_hash(prepared)
-    chash = config_hash(eff, manifest)
+    init_path, init_digest = init_model(model, root, variant)
+    chash = config_hash(eff, manifest, init_digest)
     if tr.get("threads"):
         torch.set_num_threads(int(tr["threads"]))
     L.seed_everything(eff["seed"], workers=True, verbose=False)
@@ -213,6 +229,9 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
     run_id = ml.existing_run(uri, run_id)
     tags = {"stage": "train", "variant": variant, "git_commit": ml.git_commit(root),
             "data_manifest_hash": manifest, "config_hash": chash}
+    if init_path is not None:
+        tags.update({"init_from": str(init_path), "init_from_sha256": init_digest})
+        model["init_from"] = str(init_path)  # resolved against `root`, not the process's cwd
     logger = ml.make_logger(uri, log_cfg["experiment"], variant, run_id, tags)
 
     datamodule = build_datamodule(eff, prepared)
@@ -248,13 +267,14 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
     say(f"[{variant}] {type(module).__name__}: {type(module.net).__name__} {n_params / 1e6:.3f} M params, "
         f"{eff['total_steps']} steps ({eff['epochs']} x {eff['steps_per_epoch']}), batch {dmc['batch_size']}, "
         f"patch {dmc['patch_size']}, scale {scale}; MLflow {uri}")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
-    if trainer.interrupted:
-        raise KeyboardInterrupt(f"{variant}: training interrupted; rerun to resume from {ckpt_dir / 'last.ckpt'}")
-    if not trainer.is_global_zero:
-        return {}
-    return _write_outputs(module, ema, run_info, history, best, logger, datamodule, eff, chash, manifest,
-                          models_dir, root, time.monotonic() - t0)
+    with ml.ends_run(logger):  # FINISHED once the outputs are written and logged, else FAILED
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        if trainer.interrupted:
+            raise KeyboardInterrupt(f"{variant}: training interrupted; rerun to resume from {ckpt_dir / 'last.ckpt'}")
+        if not trainer.is_global_zero:
+            return {}
+        return _write_outputs(module, ema, run_info, history, best, logger, datamodule, eff, chash, manifest,
+                              models_dir, root, time.monotonic() - t0)
 
 
 def _write_outputs(module, ema, run_info, history, best, logger, datamodule, eff, chash, manifest,
