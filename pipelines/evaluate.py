@@ -16,11 +16,17 @@ from gensr.errors import entry_point  # noqa: E402
 def _print_leaderboard(out: dict, report: Path) -> None:
     champ = out["champion"]
     split = champ["set"]
-    print(f"{'method':<12} {'PSNR-Y':>8} {'SSIM-Y':>8} {'Δ bicubic':>10} {'HF ratio':>9} {'ms/MP':>9}   [{split}]")
+    print(f"{'method':<12} {'PSNR-Y':>8} {'SSIM-Y':>8} {'Δ bicubic':>10} | {'texture':>8} {'HF ratio':>9} "
+          f"{'ms/MP':>9}   [{split}; texture = distance to HR's detail statistics, lower is better]")
     for method, e in sorted(out["summary"][split].items(), key=lambda kv: -kv[1]["psnr_y"]):
-        print(f"{method:<12} {e['psnr_y']:8.2f} {e['ssim_y']:8.4f} {e.get('delta_psnr_y', 0.0):+10.2f} "
-              f"{e['hf_ratio']:9.3f} {e['ms_per_mp']:9.1f}")
-    print(f"champion: {champ['variant']} ({champ['psnr_y']:.2f} dB PSNR-Y on {split}); report: {report}")
+        print(f"{method:<12} {e['psnr_y']:8.2f} {e['ssim_y']:8.4f} {e.get('delta_psnr_y', 0.0):+10.2f} | "
+              f"{e.get('texture_distance', float('nan')):8.4f} {e['hf_ratio']:9.3f} {e['ms_per_mp']:9.1f}")
+    print(f"champion: {champ['variant']} ({champ['psnr_y']:.2f} dB PSNR-Y on {split}; fidelity)")
+    perc = champ.get("perceptual") or {}
+    if perc:
+        print(f"perceptual champion: {perc['variant']} (texture distance {perc.get('texture_distance', float('nan')):.4f}, "
+              f"{perc['psnr_y']:.2f} dB PSNR-Y" + ("" if perc.get("qualified", True) else f"; {perc.get('fallback')}") + ")")
+    print(f"report: {report}")
 
 
 @entry_point

@@ -135,3 +135,22 @@ def test_pixel_loss_phases_must_cover_the_run(project):
            "+models.ae.losses.mse={_target_: gensr.losses.MSELoss, weight: 1.0, active: [0.6, 1.0]}"]
     with pytest.raises(Exception, match="no pixel loss is active at 50% of training"):
         build(project, "ae", gap)
+
+
+@pytest.mark.parametrize("variant", ["gan", "vae"])
+def test_fine_tune_starts_from_the_model_it_names(project, variant):
+    """init_from really loads the PSNR model's weights (the VAE keeps its new log-variance head)."""
+    from gensr.checkpoint import save_model
+
+    src_module, _, src_eff = build(project, "ae_res")
+    torch.manual_seed(1)
+    for p in src_module.net.parameters():  # distinct from any fresh initialisation
+        p.data.normal_(0, 0.1)
+    path = project / "models" / "ae_res" / "model.pt"
+    save_model(path, plain(src_eff["model"]["net"]), src_module.net.state_dict(),
+               {"variant": "ae_res", "scale": 2, "channels": 3})
+    module, _, _ = build(project, variant, [f"models.{variant}.init_from={path}", f"train_from.{variant}={path}"])
+    got, want = module.net.state_dict(), src_module.net.state_dict()
+    assert set(want) <= set(got)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert set(got) - set(want) <= {"to_logvar.weight", "to_logvar.bias"}

@@ -8,6 +8,7 @@ model file can never run arbitrary pickled code.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ FORMAT = "gensr-model/1"
 
 class CheckpointMismatchError(UserError, ValueError):
     """A model file of another variant, scale or channel count than the one asked for."""
+
+
+class BadModelFileError(UserError, ValueError):
+    """A model file that is missing, empty, truncated, corrupt or not written by gensr."""
 
 
 def save_model(
@@ -53,14 +58,20 @@ def load_model(
     from hydra.utils import instantiate
 
     path = Path(path)
+    if not path.is_file():
+        train = f"dvc repro train@{variant}" if variant else "dvc repro"
+        raise BadModelFileError(f"{path}: no such model file; train that variant first ({train})")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # pickle/zip errors: name the file, keep the cause
-        raise ValueError(f"{path}: not a readable gensr model file ({e})") from e
+        with warnings.catch_warnings():  # torch warns about foreign pickles before refusing them
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle/zip errors: name the file, keep the cause (torch's own text runs on)
+        why = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:120]
+        raise BadModelFileError(f"{path}: not a readable gensr model file, truncated or corrupt "
+                                f"({type(e).__name__}{': ' + why if why else ''}); retrain it or restore it") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a gensr model file (expected format {FORMAT})")
+        raise BadModelFileError(f"{path}: not a gensr model file (expected format {FORMAT}, as the train "
+                                "stage writes)")
     meta = payload["meta"]
     for key, want in (("variant", variant), ("scale", scale), ("channels", channels)):
         if want is not None and meta.get(key) != want:

@@ -29,6 +29,10 @@ os.umask(_UMASK)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 
 
+class MissingImagesError(UserError, FileNotFoundError):
+    """An image folder a stage reads is absent or holds no images; the message names it."""
+
+
 class BadImageError(UserError, ValueError):
     """An input image that cannot be used; the message names the file and the reason."""
 
@@ -179,10 +183,10 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     """All image files below `folder`, nested, sorted; clear errors for a missing/empty folder."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist or is not a folder")
+        raise MissingImagesError(f"image folder {folder} does not exist or is not a folder")
     files = scan_images(folder)[0]
     if not files:
-        raise FileNotFoundError(
+        raise MissingImagesError(
             f"image folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     return files

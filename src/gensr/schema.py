@@ -159,6 +159,8 @@ RULES: dict[str, Rule] = {
     "export.speed.repeats": integer(1),
     "export.speed.warmup": integer(0),
     "export.register": BOOL,
+    "export.sampler.samples": integer(1),
+    "export.sampler.min_margin_db": number(-100.0),
 }
 
 

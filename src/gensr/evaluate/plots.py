@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 
+from gensr.evaluate import BadInputError  # noqa: E402
 from gensr.io import atomic_write_bytes  # noqa: E402
 
 # history.csv columns worth a panel (the train stage's History callback), in display order.
@@ -28,8 +29,12 @@ _NOT_CURVES = {"step", "epoch", "lr", "seconds", "bicubic_psnr_y"}
 
 def read_history(path: Path) -> dict[str, list[float]]:
     """history.csv -> {column: values}; non-numeric cells become NaN."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise BadInputError(f"{path}: not a readable history.csv ({e}); retrain that variant or restore "
+                            "the file") from None
     cols: dict[str, list[float]] = {}
     for row in rows:
         for k, v in row.items():

@@ -176,7 +176,14 @@ def _read_champion(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         log.warning("%s is missing (evaluate stage not run): no champion alias is set", path)
         return None
-    return json.loads(path.read_text())
+    fix = "rerun the evaluate stage that writes it (dvc repro -f evaluate)"
+    try:
+        champion = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not JSON ({e}); {fix}") from None
+    if not isinstance(champion, dict) or not isinstance(champion.get("variant"), str):
+        raise UserError(f'{path}: not a champion record {{"variant": ...}}; {fix}')
+    return champion
 
 
 def run_stage(cfg: DictConfig, root: Path) -> dict[str, Any]:
@@ -187,7 +194,7 @@ def run_stage(cfg: DictConfig, root: Path) -> dict[str, Any]:
     providers = runtime.choose_providers(torch.cuda.is_available())
     data_dir = root / cfg.data.out_dir
     channels = int(cfg.data.channels)
-    pairs = load_pairs(data_dir / "test", channels, ex.test_images)
+    pairs = load_pairs(data_dir / "test", channels, ex.test_images, int(cfg.degradation.scale))
     patches = lighten.calibration_patches(
         data_dir / "train" / "lr", ex.calibration.patches, ex.calibration.patch_size, channels, ex.calibration.seed
     )

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from gensr.export import runtime
-from gensr.io import list_images, read_image
+from gensr.io import BadImageError, MissingImagesError, list_images, read_image
 from gensr.metrics import psnr, psnr_y
 
 Array = np.ndarray
@@ -60,15 +60,24 @@ def random_inputs(shapes: Iterable[Iterable[int]], batches: Iterable[int], chann
     return out
 
 
-def load_pairs(split_dir: Path, channels: int, limit: int | None = None) -> list[tuple[str, Array, Array]]:
-    """(name, LR HxWxC, HR HxWxC) of a prepared split (`<split>/lr`, `<split>/hr`, same names)."""
+def load_pairs(
+    split_dir: Path, channels: int, limit: int | None = None, scale: int | None = None
+) -> list[tuple[str, Array, Array]]:
+    """(name, LR HxWxC, HR HxWxC) of a prepared split (`<split>/lr`, `<split>/hr`, same names);
+    with `scale`, each HR must be exactly scale x its LR."""
     lr_files = list_images(split_dir / "lr")[:limit]
     pairs = []
     for lr_path in lr_files:
         hr_path = split_dir / "hr" / lr_path.relative_to(split_dir / "lr")
         if not hr_path.is_file():
-            raise FileNotFoundError(f"{lr_path} has no HR partner {hr_path}")
-        pairs.append((lr_path.stem, read_image(lr_path, channels), read_image(hr_path, channels)))
+            raise MissingImagesError(f"{lr_path} has no HR partner {hr_path}; rerun the prepare stage "
+                                     "(dvc repro -f prepare)")
+        lr, hr = read_image(lr_path, channels), read_image(hr_path, channels)
+        if scale and hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
+            raise BadImageError(lr_path, f"LR is {lr.shape[1]}x{lr.shape[0]}, but its HR {hr_path.name} is "
+                                f"{hr.shape[1]}x{hr.shape[0]}, not x{scale}; was the data prepared with "
+                                "another degradation.scale?")
+        pairs.append((lr_path.stem, lr, hr))
     return pairs
 
 

@@ -81,9 +81,10 @@ class PatchDataset(Dataset):
             raise ValueError(f"datamodule.patch_size={patch_size} must be a multiple of the scale {scale}")
         for p in pairs:
             if min(p.hr.shape[:2]) < patch_size:
-                raise ValueError(
+                raise UserError(
                     f"training image {p.name} is {p.hr.shape[1]}x{p.hr.shape[0]} HR pixels, smaller "
-                    f"than datamodule.patch_size={patch_size}"
+                    f"than datamodule.patch_size={patch_size}: lower it, or rerun the prepare stage (its "
+                    "data.min_side, the patch size by default, drops such images)"
                 )
         self.pairs, self.patch, self.scale, self.seed, self.augment = pairs, patch_size, scale, seed, augment
         # Bigger images hold more distinct patches: sample images in proportion to their area.

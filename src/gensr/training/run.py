@@ -100,13 +100,14 @@ def resume_decision(root: Path, ckpt_dir: Path, eff: dict[str, Any], chash: str)
     path = (root / setting) if explicit else ckpt_dir / "last.ckpt"
     if not path.is_file():
         if explicit:
-            raise FileNotFoundError(f"trainer.resume={setting}: {path} does not exist")
+            raise UserError(f"trainer.resume={setting}: {path} does not exist")
         return None, None
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
         if explicit:
-            raise ValueError(f"{path}: not a loadable checkpoint ({e})") from e
+            raise UserError(f"trainer.resume={setting}: {path} is not a loadable checkpoint (truncated or corrupt: "
+                            f"{str(e).splitlines()[0]})") from e
         say(f"[{eff['variant']}] not resuming {path}: unreadable ({e}); starting fresh")
         return None, None
     info = ck.get("gensr") if isinstance(ck, dict) else None
@@ -224,6 +225,13 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
         for stale in ("last.ckpt", "best.ckpt"):
             (ckpt_dir / stale).unlink(missing_ok=True)
 
+    if init_path is not None:
+        model["init_from"] = str(init_path)  # resolved against `root`, not the process's cwd
+    # Data and model first: a bad file or init model is refused before an MLflow run exists.
+    datamodule = build_datamodule(eff, prepared)
+    module = build_module(eff)
+    manual = not module.automatic_optimization
+
     log_cfg = eff["logger"]
     uri = ml.prepare_tracking(log_cfg["experiment"], float(log_cfg.get("connect_timeout_s", 20)), root)
     run_id = ml.existing_run(uri, run_id)
@@ -231,12 +239,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
             "data_manifest_hash": manifest, "config_hash": chash}
     if init_path is not None:
         tags.update({"init_from": str(init_path), "init_from_sha256": init_digest})
-        model["init_from"] = str(init_path)  # resolved against `root`, not the process's cwd
     logger = ml.make_logger(uri, log_cfg["experiment"], variant, run_id, tags)
-
-    datamodule = build_datamodule(eff, prepared)
-    module = build_module(eff)
-    manual = not module.automatic_optimization
 
     run_info = RunInfo({"variant": variant, "scale": scale, "channels": channels, "config_hash": chash,
                         "total_steps": eff["total_steps"]})
