@@ -77,14 +77,14 @@ def test_other_files_are_listed_but_never_fail_the_run(tmp_path):
 def test_an_unreadable_photo_is_skipped_not_fatal(tmp_path, monkeypatch):
     folder = tmp_path / "photos"
     write_photos(folder, 4)
-    real = sources._sha256_file
+    real = sources.sha256_file
 
     def no_permission(path):  # what a chmod 000 file gives a non-root user
         if path.name == "p2.png":
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(sources, "_sha256_file", no_permission)
+    monkeypatch.setattr(sources, "sha256_file", no_permission)
     run(folder, tmp_path / "out")
     (entry,) = manifests(tmp_path / "out")["val"]["skipped"]["files"]
     assert entry == {"source": "p2.png", "reason": "cannot read the file: permission denied", "split": None}

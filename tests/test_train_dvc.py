@@ -91,8 +91,7 @@ def test_dvc_queue_sweep_lands_in_one_database(tmp_path):
     assert not list((proj / ".dvc" / "tmp").rglob("mlflow.db"))
 
 
-@pytest.mark.slow
-def test_sigkilled_training_resumes_on_next_repro(tmp_path):
+def test_sigkilled_training_resumes_on_next_repro(tmp_path):  # issue 10: kill -9 train, lose nothing
     proj = _dvc_project(tmp_path / "repo")
     profile = proj / "conf" / "profile" / "quick.yaml"
     profile.write_text(TINY_PROFILE.replace("max_steps: 4", "max_steps: 60"))
