@@ -33,7 +33,7 @@ from gensr.errors import EXIT_BUG, EXIT_USER_ERROR, UserError
 from gensr.export import runtime
 from gensr.image_modes import decode_image
 from gensr.io import IMAGE_SUFFIXES, BadImageError, atomic_temp_target, rgb_to_luma, save_png, scan_images
-from gensr.tiling import ALIGN, quantise_inplace, tile_spans, upscale_array  # noqa: F401 (tile_spans: for gensr sample)
+from gensr.tiling import ALIGN, quantise_inplace, upscale_array
 
 DEFAULT_MAX_PIXELS = 4096 * 4096  # input pixels; output memory ~ 12 x scale^2 bytes per input pixel
 MARK = {"Software": "gensr upscale"}  # on every output: only files carrying it are ever replaced
