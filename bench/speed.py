@@ -159,7 +159,7 @@ def inference_speed(scale: int, w: int, h: int, cfg: dict, kinds=("torch", "fp32
     """Median output MP/s of torch eager and ORT (fp32, int8) on one random w x h LR input, the
     three timed in turn each round so slow phases of a noisy machine hit them alike."""
     from gensr.export.onnx_export import ClampedSR
-    from gensr.export.runtime import make_session
+    from gensr.infer.session import make_session
     from gensr.export.validate import ort_runner, torch_runner
 
     if (scale, w, h) in _speeds and set(kinds) <= set(_speeds[scale, w, h]):

@@ -148,7 +148,7 @@ def test_entry_point_exit_codes(capsys):
 
 def test_user_facing_errors_are_user_errors():
     from gensr.checkpoint import CheckpointMismatchError
-    from gensr.export.runtime import ModelError
+    from gensr.infer.session import ModelError
     from gensr.io import BadImageError
     from gensr.tracking import TrackingUnavailableError
 

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from gensr.config import compose
-from gensr.export import runtime
+from gensr.infer import session as runtime
 from gensr.export.onnx_export import ClampedSR, ExportError, SampledSR, export_onnx
 from gensr.export.validate import ort_runner, outputs, parity, random_inputs, torch_runner
 

@@ -12,7 +12,7 @@ import pytest
 from export_helpers import make_prepared, save_small_model, save_vae_res
 
 from gensr.config import compose
-from gensr.export import runtime
+from gensr.infer import session as runtime
 from gensr.export.stage import ExportValidationError, run_stage
 from gensr.export.validate import to_nchw
 from gensr.io import read_image

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from gensr.cli import main as cli
-from gensr.tiling import _ramps, tile_spans, upscale_array
+from gensr.infer.tiling import _ramps, tile_spans, upscale_array
 from gensr.upscale import SRModel, upscale_file
 from test_io_modes import write_png16
 

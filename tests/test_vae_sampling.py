@@ -22,7 +22,7 @@ from gensr.archs.vae import VariationalSR
 from gensr.cli import main as cli
 from gensr.config import compose
 from gensr.evaluate.inference import bicubic_upscale
-from gensr.export import runtime
+from gensr.infer import session as runtime
 from gensr.export.sampler import export_sampler, ship_rule
 from gensr.export.validate import to_nchw
 from gensr.io import read_image, to_uint8

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from gensr.errors import EXIT_BUG, EXIT_USER_ERROR, UserError, entry_point
-from gensr.export import runtime
+from gensr.infer import session as runtime
 from gensr.io import save_png
-from gensr.tiling import ALIGN, tile_spans, upscale_array
+from gensr.infer.tiling import ALIGN, tile_spans, upscale_array
 from gensr.upscale import MARK, _inputs, _plan, _remove_stale_temps, run_batch, upscale_file
 from gensr.upscale import build_parser as upscale_parser
 

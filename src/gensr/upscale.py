@@ -1,7 +1,7 @@
 """Production upscaler: `gensr upscale IN... -o OUTDIR --model model.onnx [--tile 256 --overlap 16]`.
 
 Needs only numpy, Pillow and onnxruntime (no torch, Lightning or MLflow). The model's scale and
-channels come from its gensr metadata; large images go through overlapping tiles (`gensr.tiling`).
+channels come from its gensr metadata; large images go through overlapping tiles (`gensr.infer.tiling`).
 
 Inputs are read by `gensr.image_modes.decode_image` (every Pillow mode converted or refused by
 name; 16-bit and float at full precision). Alpha is kept: the colour is upscaled by the model,
@@ -30,10 +30,10 @@ import numpy as np
 from PIL import Image
 
 from gensr.errors import EXIT_BUG, EXIT_USER_ERROR, UserError
-from gensr.export import runtime
+from gensr.infer import session as runtime
 from gensr.image_modes import decode_image
 from gensr.io import IMAGE_SUFFIXES, BadImageError, atomic_temp_target, rgb_to_luma, save_png, scan_images
-from gensr.tiling import ALIGN, quantise_inplace, upscale_array
+from gensr.infer.tiling import ALIGN, quantise_inplace, upscale_array
 
 DEFAULT_MAX_PIXELS = 4096 * 4096  # input pixels; output memory ~ 12 x scale^2 bytes per input pixel
 MARK = {"Software": "gensr upscale"}  # on every output: only files carrying it are ever replaced

@@ -1,9 +1,7 @@
 """Export stage: trained generators -> validated ONNX files (fp32, fp16, int8) registered in MLflow.
 
-Modules (this file imports none of them, so the torch-free `runtime` can be used by the
-production upscaler without pulling in torch):
+Modules (sessions, the metadata contract and the tiler live in the torch-free `gensr.infer`):
 
-- `runtime`: onnxruntime sessions, providers and the ONNX metadata contract (torch-free);
 - `onnx_export`: torch.onnx dynamo export with dynamic batch/height/width and metadata;
 - `validate`: parity against PyTorch eager, PSNR on the test split, speed;
 - `lighten`: fp16 conversion and static int8 QDQ quantisation;

@@ -24,7 +24,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-from gensr.export.runtime import INPUT_NAME
+from gensr.infer.session import INPUT_NAME
 from gensr.io import list_images, read_image
 
 CALIBRATION_METHODS = {

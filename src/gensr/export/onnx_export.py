@@ -17,7 +17,7 @@ from torch import nn
 from torch.export import Dim
 
 import gensr
-from gensr.export.runtime import (
+from gensr.infer.session import (
     FORMAT,
     FORMAT_KEY,
     INPUT_NAME,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from gensr.export.runtime import INPUT_NAME, OUTPUT_NAME
+from gensr.infer.session import INPUT_NAME, OUTPUT_NAME
 
 CHAMPION_ALIAS = "champion"
 PERCEPTUAL_ALIAS = "champion-perceptual"

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from gensr.evaluate.inference import bicubic_upscale
-from gensr.export import runtime
+from gensr.infer import session as runtime
 from gensr.export.onnx_export import SampledSR, export_onnx
 from gensr.export.validate import (
     file_info,

@@ -22,7 +22,8 @@ from omegaconf import DictConfig
 from gensr.archs import is_variational
 from gensr.checkpoint import load_model
 from gensr.errors import UserError
-from gensr.export import lighten, runtime
+from gensr.export import lighten
+from gensr.infer import session as runtime
 from gensr.export.onnx_export import (
     ClampedSR,
     ExportError,
@@ -46,7 +47,7 @@ from gensr.export.validate import (
     torch_runner,
 )
 from gensr.io import atomic_write_bytes, atomic_write_json, replace_dir
-from gensr.tiling import upscale_array
+from gensr.infer.tiling import upscale_array
 
 log = logging.getLogger("gensr.export")
 FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "sampler": "model.sample.onnx"}

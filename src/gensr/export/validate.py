@@ -20,7 +20,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from gensr.export import runtime
+from gensr.infer import session as runtime
 from gensr.io import BadImageError, MissingImagesError, list_images, read_image
 from gensr.metrics import psnr, psnr_y
 
