@@ -13,6 +13,7 @@ PYTEST_ARGS ?=
 .PHONY: install repro test params bench clean-venv
 install: $(STAMP)
 
+# lock.txt pins the core, gensr[train] and gensr[dev] alike, so the project itself installs --no-deps.
 $(STAMP): requirements/lock.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (gensr needs Python 3.11)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -4,7 +4,12 @@ it on Set5 and Set14 with the standard MATLAB-bicubic LR inputs (the shared prot
 on Y, `scale` pixels shaved) beside bicubic and the published reference rows.
 
     .venv/bin/python bench/quality.py --photos /tmp/photos --benchmarks ../shared/benchmarks \
-        --variant ae_res --profile full --scales 2 4 --budget-min 60
+        --variant ae_res --profile full --scales 2 4 --budget-min 60 [--eval Urban=/data/urban/HR]
+
+`--eval NAME=FOLDER` (repeatable) scores any folder of HR images the same way, printed beside
+Set5/Set14: HR modcropped, LR = the project's MATLAB-exact bicubic of it (gensr.data.resize, which
+reproduces the LR_bicubic files bit for bit; standard LR_bicubic/X<scale> files beside the folder
+are used when present), Y channel, `scale` pixels shaved.
 
 The budget is training wall-clock. The step count is derived from it, not a timer that cuts
 training short: a short Lightning run of the real module and data measures seconds per step,
@@ -21,6 +26,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,38 +81,74 @@ def seconds_per_step(eff: dict, prepared: Path, probe_steps: int = 25, skip: int
     return (clock.t1 - clock.t0) / (probe_steps - skip)
 
 
-def score(model_file: Path | None, benchmarks: Path, scale: int, ensemble: bool = False) -> dict[str, dict[str, float]]:
-    """{set: {psnr_y, ssim_y, hf_ratio}} of a model file (x8 self-ensemble if asked), or of bicubic
-    when model_file is None."""
+@dataclass(frozen=True)
+class ScoredSet:
+    """A folder of HR images scored for the table; a benchmark (Set5/Set14) must have its standard
+    LR_bicubic files beside it, an --eval folder gets the project's MATLAB bicubic when it has none."""
+
+    name: str
+    hr_dir: Path
+    benchmark: bool = False
+
+
+def scored_sets(benchmarks: Path, evals: list[str]) -> list[ScoredSet]:
+    """Set5 and Set14 of --benchmarks, then each --eval NAME=FOLDER; a bad entry is an error."""
+    sets = [ScoredSet(name, benchmarks / name / "HR", benchmark=True) for name in SETS]
+    for entry in evals:
+        name, sep, folder = entry.partition("=")
+        name, path = name.strip(), Path(folder).expanduser().resolve()
+        if not sep or not name or not folder:
+            raise SystemExit(f"error: --eval {entry!r}: expected NAME=FOLDER")
+        if any(s.name.lower() == name.lower() for s in sets):
+            raise SystemExit(f"error: --eval {entry!r}: the name {name} is taken")
+        if not path.is_dir():
+            raise SystemExit(f"error: --eval {entry!r}: {path}: no such folder")
+        sets.append(ScoredSet(name, path))
+    return sets
+
+
+def score(model_file: Path | None, sets: list[ScoredSet], scale: int, ensemble: bool = False) -> dict[str, dict[str, float]]:
+    """{set: {psnr_y, ssim_y, hf_ratio}} of a model file (x8 self-ensemble if asked), or of the
+    bicubic baseline when model_file is None."""
     import numpy as np
 
     from gensr.checkpoint import load_model
-    from gensr.evaluate.inference import bicubic_upscale, upscale, upscale_self_ensemble
-    from gensr.evaluate.sets import EvalSet
+    from gensr.data.resize import bicubic_upscale
+    from gensr.evaluate.inference import upscale, upscale_self_ensemble
+    from gensr.evaluate.sets import EvalSet, slug
     from gensr.evaluate.texture import hf_ratio
     from gensr.metrics import psnr_y, ssim_y
 
     net = load_model(model_file, scale=scale, channels=3)[0].eval() if model_file else None
     out = {}
-    for name in SETS:
-        hr_dir = benchmarks / name / "HR"
-        if not hr_dir.is_dir():
-            raise FileNotFoundError(f"{hr_dir}: no such folder (--benchmarks should hold Set5/HR and Set14/HR)")
+    for s in sets:
+        if not s.hr_dir.is_dir():
+            raise FileNotFoundError(f"{s.hr_dir}: no such folder (--benchmarks should hold Set5/HR and Set14/HR)")
         rows = []
-        for pair in EvalSet(name.lower(), hr_dir, None, "benchmark").pairs(scale, 3):
-            if pair.lr_source != "LR_bicubic":
-                raise FileNotFoundError(f"{benchmarks / name}: no LR_bicubic/X{scale}/{pair.name}x{scale}.png")
+        for pair, lr_source in EvalSet(slug(s.name), s.hr_dir, "benchmark").pairs(scale, 3):
+            if s.benchmark and lr_source != "LR_bicubic":
+                raise FileNotFoundError(f"{s.hr_dir.parent}: no LR_bicubic/X{scale}/{pair.name}x{scale}.png")
             if net is None:
                 sr = bicubic_upscale(pair.lr, scale)
             else:
                 sr = (upscale_self_ensemble if ensemble else upscale)(net, pair.lr, scale)
             rows.append((psnr_y(sr, pair.hr, scale), ssim_y(sr, pair.hr, scale), hf_ratio(sr, pair.hr, scale)))
         psnr, ssim, hf = np.mean(rows, axis=0)
-        out[name] = {"psnr_y": float(psnr), "ssim_y": float(ssim), "hf_ratio": float(hf)}
+        out[s.name] = {"psnr_y": float(psnr), "ssim_y": float(ssim), "hf_ratio": float(hf)}
     return out
 
 
-def run_scale(args, scale: int, benchmarks: Path, photos: Path, work: Path) -> dict:
+@dataclass(frozen=True)
+class TrainedRun:
+    """A bench run folder (models/<variant>/ inside) and how it was made."""
+
+    dir: Path
+    overrides: list[str]
+    ms_per_step: float | None = None  # the probe's figure (None: rescored with --score-only)
+    steps: int | None = None          # the planned steps
+
+
+def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path) -> dict:
     from omegaconf import open_dict
 
     from gensr.config import compose
@@ -126,7 +168,7 @@ def run_scale(args, scale: int, benchmarks: Path, photos: Path, work: Path) -> d
         default = work / f"ae_res-{args.profile}-x{scale}" / init  # the bench run of the model it names
         cfg.models[args.variant].init_from = str(default if default.is_file() else ROOT / init)
     if args.score_only:
-        return scored(args, scale, benchmarks, work / tag, overrides, None, None)
+        return scored(args, scale, sets, TrainedRun(work / tag, overrides))
     t = time.perf_counter()
     summary = prepare(cfg, ROOT)
     print(f"[{tag}] prepared {summary.get('counts', summary)} in {time.perf_counter() - t:.0f} s", flush=True)
@@ -153,33 +195,34 @@ def run_scale(args, scale: int, benchmarks: Path, photos: Path, work: Path) -> d
     t = time.perf_counter()
     train(cfg, root=work / tag)
     print(f"[{tag}] trained in {time.perf_counter() - t:.0f} s", flush=True)
-    return scored(args, scale, benchmarks, work / tag, overrides, round(sps * 1e3, 1), steps)
+    return scored(args, scale, sets, TrainedRun(work / tag, overrides, round(sps * 1e3, 1), steps))
 
 
-def scored(args, scale: int, benchmarks: Path, run_dir: Path, overrides: list[str], ms_per_step, steps) -> dict:
-    """Score a run folder's model file on the benchmarks; steps/seconds come from its metrics.json."""
+def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
+    """Score a run folder's model file on the sets; steps/seconds come from its metrics.json."""
     import torch
 
+    run_dir = run.dir
     model_file = run_dir / "models" / args.variant / "model.pt"
     if not model_file.is_file():
         raise FileNotFoundError(f"{model_file}: no trained model (run without --score-only first)")
     metrics = json.loads((run_dir / "models" / args.variant / "metrics.json").read_text())
     t = time.perf_counter()
-    result, bicubic = score(model_file, benchmarks, scale), score(None, benchmarks, scale)
-    ensemble = score(model_file, benchmarks, scale, ensemble=True) if args.self_ensemble else None
-    print(f"[{run_dir.name}] scored Set5/Set14 in {time.perf_counter() - t:.0f} s", flush=True)
+    result, bicubic = score(model_file, sets, scale), score(None, sets, scale)
+    ensemble = score(model_file, sets, scale, ensemble=True) if args.self_ensemble else None
+    print(f"[{run_dir.name}] scored {'/'.join(s.name for s in sets)} in {time.perf_counter() - t:.0f} s", flush=True)
     state = torch.load(model_file, weights_only=True)["state_dict"]
     return {
         "variant": args.variant, "profile": args.profile, "scale": scale, "budget_min": args.budget_min,
-        "steps": int(metrics["steps"]), "planned_steps": steps, "ms_per_step_probe": ms_per_step,
+        "steps": int(metrics["steps"]), "planned_steps": run.steps, "ms_per_step_probe": run.ms_per_step,
         "train_s": metrics["seconds"], "params": sum(v.numel() for v in state.values()), "device": device_name(),
-        "overrides": overrides, "sets": result, "self_ensemble": ensemble, "bicubic": bicubic, "val_psnr_y": metrics.get("val_psnr_y"),
+        "overrides": run.overrides, "sets": result, "self_ensemble": ensemble, "bicubic": bicubic, "val_psnr_y": metrics.get("val_psnr_y"),
         "model": str(model_file),
     }
 
 
 def table(results: list[dict]) -> str:
-    cols = [(s, r["scale"]) for r in results for s in SETS]
+    cols = [(s, r["scale"]) for r in results for s in r["sets"]]
     # hf: high-frequency energy relative to HR (1.0 = as much fine texture as the ground truth)
     head = ["method", "params", "budget", "device"] + [f"{s} x{k} PSNR/SSIM-Y (Δ bicubic), hf" for s, k in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -200,7 +243,7 @@ def table(results: list[dict]) -> str:
                 m, b = (r["self_ensemble"].get(s), r["bicubic"][s]) if k == r["scale"] else (None, None)
                 cells.append(f"{m['psnr_y']:.2f} / {m['ssim_y']:.4f} ({m['psnr_y'] - b['psnr_y']:+.2f})" if m else "")
             lines.append("| " + " | ".join(cells) + " |")
-    cells = ["bicubic (measured, PIL)", "-", "-", "-"]
+    cells = ["bicubic (measured, MATLAB imresize)", "-", "-", "-"]
     for s, k in cols:
         b = by_scale[k]["bicubic"][s]
         cells.append(f"{b['psnr_y']:.2f} / {b['ssim_y']:.4f}, hf {b['hf_ratio']:.2f}")
@@ -226,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "runs")
     ap.add_argument("--self-ensemble", action="store_true", help="also score the x8 geometric self-ensemble")
     ap.add_argument("--score-only", action="store_true", help="rescore the models already in --work, no training")
+    ap.add_argument("--eval", action="append", default=[], metavar="NAME=FOLDER",
+                    help="also score this folder of HR images (Set5/Set14 protocol, LR by the project's MATLAB "
+                         "bicubic); repeatable")
     args = ap.parse_args(argv)
     photos, benchmarks, work = args.photos.resolve(), args.benchmarks.resolve(), args.work.resolve()
     for what, p in (("--photos", photos), ("--benchmarks", benchmarks)):
@@ -233,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {what} {p}: no such folder", file=sys.stderr)
             return 2
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}")
+    sets = scored_sets(benchmarks, args.eval)
     work.mkdir(parents=True, exist_ok=True)
-    results = [run_scale(args, s, benchmarks, photos, work) for s in args.scales]
+    results = [run_scale(args, s, sets, photos, work) for s in args.scales]
 
     from gensr.io import atomic_write_json
 

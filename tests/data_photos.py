@@ -1,6 +1,7 @@
-"""Helpers for the data tests: tiny synthetic photo folders and an in-process prepare run."""
+"""Helpers for the data tests: tiny synthetic photo folders, bad photos and an in-process prepare run."""
 from __future__ import annotations
 
+import io
 import json
 import zlib
 from pathlib import Path
@@ -32,6 +33,29 @@ def write_photos(folder: Path, n: int, h: int = 48, w: int = 64, prefix: str = "
         Image.fromarray(photo_array(h, w, seed=zlib.crc32(f"{prefix}{i}".encode()))).save(p)
         paths.append(p)
     return paths
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jpeg_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+# name -> (file name, bytes maker, extra data config, counter key in the manifests)
+BAD = {
+    "truncated_png": ("cut.png", lambda: png_bytes(photo_array(seed=99))[:900], {}, "corrupt or truncated"),
+    "truncated_jpeg": ("cut.jpg", lambda: jpeg_bytes(photo_array(seed=98))[:700], {}, "corrupt or truncated"),
+    "zero_byte": ("empty.png", lambda: b"", {}, "zero-byte file"),
+    "not_an_image": ("notes.jpg", lambda: b"these are my holiday notes, not a photo\n" * 20, {}, "not an image"),
+    "too_small": ("tiny.png", lambda: png_bytes(photo_array(12, 40, seed=97)), {}, "too small"),
+    "bomb": ("huge.png", lambda: png_bytes(photo_array(120, 120, seed=96)), {"max_pixels": 5000}, "too many pixels"),
+}
 
 
 def config(folder: Path, out_dir: Path, **data: object) -> DictConfig:

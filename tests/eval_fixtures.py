@@ -4,7 +4,8 @@
 - models/<v>/model.pt written with gensr.checkpoint.save_model: a real (tiny, untrained)
   `ConvAutoencoder`, a variational `ResidualAttentionAE` (its latent made to matter: see
   `write_model`) and `UpsampleNet` below, a fixed bilinear upsampler with an unsharp mask whose
-  strength is its one parameter — so "sharper but not the best PSNR" variants exist without training;
+  strength is its one parameter — so "sharper but not the best PSNR" variants exist without training
+  (saved as gensr's `LinearUpsample`: every model file loads without tests/ on sys.path);
 - models/<v>/history.csv like the train stage's;
 - an MLflow SQLite store with a finished "training run" for the variants that have one;
 - `dead_leaves`: a synthetic natural-like texture for the texture-metric tests.
@@ -22,6 +23,7 @@ from torch import nn
 
 from gensr.checkpoint import save_model
 from gensr.evaluate.sets import bicubic_degrade
+from gensr.tracking import run_tags
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = [("astronaut", 64, 48), ("coffee", 56, 72), ("chelsea", 48, 64)]
@@ -63,11 +65,38 @@ def write_split(prepared: Path, scale: int, split: str = "test") -> list[str]:
     return names
 
 
+# Model files name gensr classes only (they load without tests/ on sys.path): UpsampleNet is
+# linear, one 5x5 LR filter per output phase, so it is saved as gensr's LinearUpsample holding
+# those filters (`linear_weights`), with the `sharpen` each variant gets.
+LINEAR = {"_target_": "gensr.archs.blocks.LinearUpsample", "kernel": "bilinear"}
+SHARPEN = {"smooth": 0.0, "gan": 1.5}
+
+
+def linear_weights(net: UpsampleNet) -> dict[str, torch.Tensor]:
+    """LinearUpsample's state dict that computes `net` (equal away from the borders, where the two
+    replicate edges at different resolutions), read off `net`'s response to LR impulses."""
+    from gensr.archs.blocks import RADIUS
+
+    s, c_n, k = net.scale, net.channels, 2 * RADIUS + 1
+    weight = torch.zeros(c_n * s * s, c_n, k, k)
+    centre = 3 * RADIUS  # the impulse, far enough from the borders
+    for c in range(c_n):
+        x = torch.zeros(1, c_n, 2 * centre + 1, 2 * centre + 1)
+        x[0, c, centre, centre] = 1.0
+        with torch.no_grad():
+            y = net(x)[0, c]
+        for u in range(k):  # phase (ky, kx) at LR (i, j) weighs LR (i + u - RADIUS, j + v - RADIUS)
+            for v in range(k):
+                i, j = centre - (u - RADIUS), centre - (v - RADIUS)
+                weight[c * s * s : (c + 1) * s * s, c, u, v] = y[s * i : s * i + s, s * j : s * j + s].reshape(-1)
+    return {"weight": weight}
+
+
 NETS = {
     "ae": {"_target_": "gensr.archs.ae.ConvAutoencoder", "features": 8, "latent": 4, "depth": 1,
            "global_residual": True},
-    "smooth": {"_target_": "eval_fixtures.UpsampleNet", "sharpen": 0.0},
-    "gan": {"_target_": "eval_fixtures.UpsampleNet", "sharpen": 1.5},
+    "smooth": LINEAR,
+    "gan": LINEAR,
     "vae": {"_target_": "gensr.archs.ae_res.ResidualAttentionAE", "features": 8, "n_blocks": 1, "latent": 4,
             "variational": True, "logvar_init": -2.0},
 }
@@ -89,8 +118,12 @@ def write_model(models: Path, variant: str, scale: int, run_id: str | None = Non
     from hydra.utils import instantiate
 
     torch.manual_seed(0)
-    net_cfg = {**NETS[kind or variant], "scale": scale, "channels": 3}
-    net = variational_net(scale) if (kind or variant) == "vae" else instantiate(net_cfg)
+    kind = kind or variant
+    net_cfg = {**NETS[kind], "scale": scale, "channels": 3}
+    if kind in SHARPEN:
+        state = linear_weights(UpsampleNet(scale, 3, SHARPEN[kind]))
+    else:
+        state = (variational_net(scale) if kind == "vae" else instantiate(net_cfg)).state_dict()
     meta = {"variant": variant, "scale": scale, "channels": 3}
     if run_id:
         meta["mlflow_run_id"] = run_id
@@ -98,7 +131,7 @@ def write_model(models: Path, variant: str, scale: int, run_id: str | None = Non
     rows = ["step,epoch,train_loss,val_psnr_y,val_ssim_y,bicubic_psnr_y,lr,seconds"]
     rows += [f"{s},{s // 10},{0.1 / (1 + s)},{28 + s / 20},{0.8 + s / 1000},29.5,0.0002,{s}" for s in (10, 20, 30)]
     (models / variant / "history.csv").write_text("\n".join(rows) + "\n")
-    return save_model(models / variant / "model.pt", net_cfg, net.state_dict(), meta)
+    return save_model(models / variant / "model.pt", net_cfg, state, meta)
 
 
 def make_config(variants: list[str], scale: int = 2, **evaluate) -> OmegaConf:
@@ -123,7 +156,7 @@ def training_run(tracking_db: Path, variant: str, experiment: str = "gensr-test"
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else client.create_experiment(
         experiment, artifact_location=(tracking_db.parent / "mlartifacts").as_uri())
-    run = client.create_run(exp_id, run_name=variant, tags={"gensr.variant": variant})
+    run = client.create_run(exp_id, run_name=variant, tags=run_tags("train", variant))
     client.log_metric(run.info.run_id, "val/psnr_y", 30.0)
     client.set_terminated(run.info.run_id)
     return run.info.run_id

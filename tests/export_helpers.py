@@ -14,6 +14,7 @@ from torch import nn
 
 from gensr.archs.blocks import nearest_upsample
 from gensr.checkpoint import save_model
+from gensr.cli import TRAIN_MODULES
 from gensr.export.onnx_export import export_onnx
 
 # A small real architecture (stride-2 latent, long skip) for stage tests: fast on 2 CPU cores.
@@ -119,22 +120,28 @@ def save_vae_res(root: Path, variant: str = "vae") -> Path:
     return save_model(root / "models" / variant / "model.pt", TINY_VAE_RES, tiny_vae_res().state_dict(), meta)
 
 
-# What the torch-free commands (gensr upscale, gensr sample) must run without.
-HEAVY = ["torch", "lightning", "pytorch_lightning", "mlflow", "hydra", "omegaconf", "onnx", "scipy"]
+# What the torch-free code (gensr.infer, gensr upscale, gensr sample) must run without: every
+# module of the training extra (torch, lightning, hydra, omegaconf, mlflow, dvc, scipy, skimage, ...).
+HEAVY = sorted(TRAIN_MODULES | {"pytorch_lightning"})
 
 
-def cli_without_heavy_imports(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """`gensr <argv>` in a fresh interpreter where importing any of HEAVY raises ImportError; the
-    child also fails if one of them got imported anyway."""
+def python_without_heavy_imports(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter where importing any of HEAVY raises ImportError; the child
+    also fails if one of them got imported anyway. `code` sets `rc`, the exit status."""
     code = (
         "import sys\n"
         f"for name in {HEAVY!r}: sys.modules[name] = None  # any import of these now raises ImportError\n"
-        "from gensr.cli import main\n"
-        f"rc = main({list(argv)!r})\n"
+        "rc = 0\n"
+        f"{code}\n"
         f"assert not [m for m in sys.modules if m.split('.')[0] in {HEAVY!r} and sys.modules[m] is not None]\n"
         "sys.exit(rc)\n"
     )
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def cli_without_heavy_imports(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`gensr <argv>` run by python_without_heavy_imports."""
+    return python_without_heavy_imports(f"from gensr.cli import main\nrc = main({list(argv)!r})", cwd)
 
 
 def smooth_image(rng: np.random.Generator, h: int, w: int, channels: int = 3) -> np.ndarray:

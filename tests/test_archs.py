@@ -237,3 +237,44 @@ def test_variational_ae_res_starts_as_the_autoencoder_it_is_initialised_from():
     assert 0 < (sampled - ae(lr)).abs().max() < 1.0
     with pytest.raises(ValueError, match="variational=True"):
         ae.forward_train(lr)
+
+
+def _model_file(path: Path, net: torch.nn.Module, spec: dict) -> Path:
+    from gensr.checkpoint import save_model
+
+    return save_model(path, spec, net.state_dict(), {"variant": "src", "scale": 2, "channels": 3})
+
+
+def test_load_init_is_strict_except_for_the_parameters_a_net_declares_new(tmp_path):
+    """One loader for every init_from: the variational ResidualAttentionAE starts from the
+    deterministic one (its log-variance head is declared new); nothing else may be missing."""
+    from gensr.archs.ae_res import ResidualAttentionAE
+    from gensr.checkpoint import CheckpointMismatchError, load_init
+
+    spec = {"_target_": "gensr.archs.ae_res.ResidualAttentionAE", "scale": 2, "features": 8, "n_blocks": 1,
+            "latent": 4}
+    torch.manual_seed(0)
+    ae = instantiate(spec)
+    for p in ae.parameters():
+        p.data.normal_(0, 0.1)
+    path = _model_file(tmp_path / "ae.pt", ae, spec)
+    vae = ResidualAttentionAE(2, features=8, n_blocks=1, latent=4, variational=True)
+    logvar_before = vae.to_logvar.bias.clone()
+    assert vae.init_new_parameters() == ("to_logvar.weight", "to_logvar.bias")
+    assert ResidualAttentionAE(2, features=8, n_blocks=1, latent=4).init_new_parameters() == ()
+    assert load_init(vae, path, "models.vae.net", scale=2, channels=3)["variant"] == "src"
+    assert all(torch.equal(vae.state_dict()[k], v) for k, v in ae.state_dict().items())
+    assert torch.equal(vae.to_logvar.bias, logvar_before)  # the new head keeps its own init
+
+    wider = ResidualAttentionAE(2, features=16, n_blocks=1, latent=4)
+    with pytest.raises(CheckpointMismatchError, match=r"ae\.pt: .*not the architecture of models\.x\.net "
+                                                      r"\(weights of another shape dec\.0\.body\.0\.bias, .* and \d+ more\)"):
+        load_init(wider, path, "models.x.net")
+    # The other way round the head is unexpected: a variational file does not fit an autoencoder.
+    vae_path = _model_file(tmp_path / "vae.pt", vae, {**spec, "variational": True})
+    with pytest.raises(CheckpointMismatchError, match=r"vae\.pt: .*unexpected to_logvar\.bias, to_logvar\.weight"):
+        load_init(ResidualAttentionAE(2, features=8, n_blocks=1, latent=4), vae_path, "models.x.net")
+    # A net that declares nothing new loads strictly: another architecture is refused, keys named.
+    with pytest.raises(CheckpointMismatchError, match=r"missing .* and \d+ more; unexpected"):
+        load_init(instantiate({"_target_": "gensr.archs.ae.ConvAutoencoder", "scale": 2, "features": 8}), path,
+                  "models.ae.net")

@@ -130,7 +130,8 @@ def _hydra(value) -> str:
 @pytest.mark.parametrize("profile", ["quick", "full", "gpu"])
 def test_command_line_beats_every_profile_and_per_variant_default(profile):
     """For every key a profile sets, for its shared trainer/datamodule keys (per-variant mappings
-    included) and each variant's own block: an override of that key wins for the variant(s)."""
+    included), each architecture's net (`nets`) and each variant's own block: an override of that
+    key wins for the variant(s)."""
     from gensr.training.run import effective_config
 
     own = _profile_file(profile)
@@ -143,11 +144,13 @@ def test_command_line_beats_every_profile_and_per_variant_default(profile):
         for path, value in _leaves(block):
             if path[-1] != "_target_" and (new := _other(path[-1], value)) is not None:
                 per_model[(variant, path)] = new
+    per_net = {(arch, k): _other(k, v) for arch, block in (own.get("nets") or {}).items() for k, v in block.items()}
     per_variant = [k for (g, k) in shared if is_per_variant(own[g][k])]
     assert profile != "quick" or "max_steps" in per_variant  # the case of the issue is covered
     assert per_model or profile == "quick"
     overrides = [f"{g}.{k}={_hydra(v)}" for (g, k), v in shared.items()]
     overrides += [f"models.{v}.{'.'.join(p)}={_hydra(x)}" for (v, p), x in per_model.items()]
+    overrides += [f"nets.{arch}.{k}={_hydra(x)}" for (arch, k), x in per_net.items()]
     cfg = compose([f"profile={profile}", "data.folder=/photos", *overrides], root=ROOT)
     for variant in cfg.variants:
         cfg.variant = variant
@@ -160,6 +163,11 @@ def test_command_line_beats_every_profile_and_per_variant_default(profile):
         for part in path:
             node = node[part]
         assert node == new, (profile, variant, path)
+    for (arch, key), new in per_net.items():  # every variant built on that architecture
+        target = OmegaConf.load(ROOT / "conf" / "net" / f"{arch}.yaml")._target_
+        users = [v for v in cfg.models if cfg.models[v].net._target_ == target]
+        assert users and all(cfg.models[v].net[key] == new for v in users), (profile, arch, key)
+    assert per_net or profile != "gpu"
     # Without overrides the per-variant defaults hold (quick: ae trains longer than the default).
     base = compose([f"profile={profile}", "data.folder=/photos", "variant=ae"], root=ROOT)
     ae_steps = effective_config(base)["trainer"]["max_steps"]

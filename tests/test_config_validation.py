@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gensr import cli, errors, schema
-from train_fixtures import ROOT, project, project_template  # noqa: F401  (conf/, params.yaml, data)
+from train_fixtures import ROOT
 SCRIPTS = ("prepare", "train", "evaluate", "export")
 
 # (overrides, the key the message must name, what it must say is allowed)
@@ -42,6 +42,9 @@ PARAMS_CASES = [
     (["variant=nope"], "variant=nope", "ae, ae_res, gan"),
     (["+models.ae.trainer.max_steps=5"], "models.ae.trainer", "trainer.<key>={default: ..., ae: ...}"),
     (["no_such_key=1"], "no_such_key", "+no_such_key=1"),
+    (["nets.residual_attention_ae.features=0"], "nets.residual_attention_ae.features=0", ">= 1"),
+    # gan's net is ae_res's (`${models.ae_res.net}`): it is resized there
+    (["models.gan.net.n_blocks=3"], "models.gan.net.n_blocks", "set models.ae_res.net.n_blocks=3 instead"),
 ]
 STAGE_CASES = [
     ("prepare", ["degradation.scale=5"], "degradation.scale=5", "2, 3, 4"),

@@ -1,4 +1,5 @@
-"""Degradations: MATLAB bicubic against the benchmark files, the realistic chain, its primitives."""
+"""Degradations: MATLAB bicubic against the benchmark files, the realistic chain, its primitives,
+and the bicubic baseline (the upscale every SR table compares with)."""
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,10 @@ from PIL import Image
 from gensr.config import compose
 from gensr.data import ops
 from gensr.data.degradations import BicubicDegradation, RealisticDegradation, image_rng
-from gensr.data.resize import METHODS, imresize, resize_matrix
-from gensr.io import read_image, to_uint8
-from gensr.metrics import modcrop, psnr, psnr_y
+from gensr.data.ops import modcrop
+from gensr.data.resize import METHODS, bicubic_upscale, imresize, resize_matrix
+from gensr.io import read_image, to_float, to_uint8
+from gensr.metrics import psnr, psnr_y
 
 ROOT = Path(__file__).resolve().parents[1]
 SHA = "ab" * 32
@@ -184,3 +186,29 @@ def test_noise_and_jpeg():
     assert hi.shape == img.shape and 0 <= lo.min() and lo.max() <= 1
     assert psnr(hi, img, 1.0) > psnr(lo, img, 1.0) > 20
     assert ops.jpeg(img[:, :, :1], 50).shape == (96, 128, 1)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_modcrop_keeps_top_left_multiple_of_scale(scale):
+    img = np.arange(13 * 17 * 3).reshape(13, 17, 3)
+    out = modcrop(img, scale)
+    assert out.shape[0] % scale == 0 and out.shape[1] % scale == 0
+    assert out.shape[0] > 13 - scale and out.shape[1] > 17 - scale
+    assert np.array_equal(out, img[: out.shape[0], : out.shape[1]])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_bicubic_baseline_is_matlab_imresize_of_the_8_bit_lr(channels):
+    """uint8 in -> uint8 out, float in -> the same pixels as float; = MATLAB imresize on doubles
+    (im2double of the LR), rounded once, not Pillow's bicubic (which differs in many pixels)."""
+    lr = photo(24, 30, c=channels, seed=3)
+    up = bicubic_upscale(lr, 3)
+    assert up.dtype == np.uint8 and up.shape == (72, 90, channels)
+    want = to_uint8(np.clip(imresize(lr.astype(np.float64) / 255.0, scale=3, method="bicubic"), 0, 1))
+    np.testing.assert_array_equal(up, want)
+    as_float = bicubic_upscale(to_float(lr), 3)
+    assert as_float.dtype == np.float32
+    np.testing.assert_array_equal(to_uint8(as_float), up)
+    if channels == 3:
+        pil = np.asarray(Image.fromarray(lr).resize((90, 72), Image.BICUBIC))
+        assert np.mean(pil != up) > 0.05

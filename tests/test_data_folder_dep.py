@@ -17,7 +17,7 @@ from PIL import Image
 
 from gensr.config import compose
 from gensr.data import sources
-from test_train_dvc import _dvc_project
+from train_fixtures import dvc_project
 
 BIN = Path(sys.executable).parent
 
@@ -108,7 +108,7 @@ def _changed(status: str) -> bool:
 
 @pytest.mark.skipif(shutil.which("git") is None or not (BIN / "dvc").exists(), reason="needs git and dvc")
 def test_photo_changes_show_in_dvc_status_and_rerun_prepare(tmp_path):
-    repo = _dvc_project(tmp_path / "repo")  # committed, params.yaml of the embedded default
+    repo = dvc_project(tmp_path / "repo")  # committed, params.yaml of the embedded default
     env = _env()
     photos = tmp_path / "photos"
     write_photos(photos, 5)

@@ -16,7 +16,7 @@ from PIL import Image
 import gensr.data.prepare as prepare_mod
 from gensr.config import compose
 from gensr.data import sources
-from gensr.data.pairs import PairJob, make_pair
+from gensr.data.pair_job import PairJob, make_pair
 from gensr.data.degradations import BicubicDegradation
 
 

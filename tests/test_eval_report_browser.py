@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from gensr.evaluate import plots, results
-from gensr.evaluate.compare import comparison_picture
-from gensr.evaluate.inference import bicubic_upscale
-from gensr.evaluate.report import write_report
+from gensr.evaluate.compare import Panels, comparison_picture
+from gensr.data.resize import bicubic_upscale
+from gensr.evaluate.report import Report, write_report
 from gensr.evaluate.sets import bicubic_degrade
 from gensr.io import save_png
 from gensr.metrics import psnr_y
@@ -36,7 +36,7 @@ def _report(tmp_path):
     lr = bicubic_degrade(hr, 2)
     outputs = {"bicubic": bicubic_upscale(lr, 2), "gan": np.clip(bicubic_upscale(lr, 2) * 1.02, 0, 1)}
     psnrs = {k: psnr_y(v, hr, 2) for k, v in outputs.items()}
-    pic, _ = comparison_picture(hr, lr, outputs, psnrs, 2)
+    pic, _ = comparison_picture(hr, lr, Panels(outputs, psnrs), 2)
     pic_path = save_png(tmp_path / "reports" / "comparisons" / "test" / "astronaut.png", pic)
     rows = [{"set": "test", "image": "astronaut", "method": m, "height": 128, "width": 128, "psnr_y": psnrs[m],
              "ssim_y": 0.9, "psnr_rgb": psnrs[m] - 1, "texture_distance": 0.2, "hf_ratio": 0.5, "gmsd": 0.01,
@@ -47,10 +47,10 @@ def _report(tmp_path):
     champ["perceptual"] = results.perceptual_champion(summary, "test", ["gan"], 1.0)
     chart = plots.comparison_chart([{"variant": m, **e} for m, e in summary["test"].items()], "test",
                                    tmp_path / "reports" / "plots" / "comparison.png")
-    return write_report(tmp_path / "reports" / "index.html", summary=summary, split_id="test", champ=champ,
-                        scale=2, run_ids={"gan": "abc123"}, charts=[("Per-variant comparison", chart)],
-                        comparisons={"test": [("astronaut", pic_path, "astronaut (128x128)")]},
-                        notes=["LPIPS skipped: test."])
+    return write_report(tmp_path / "reports" / "index.html", Report(
+        summary=summary, split_id="test", champ=champ, scale=2, run_ids={"gan": "abc123"},
+        charts=[("Per-variant comparison", chart)], comparisons={"test": [("astronaut", pic_path, "astronaut (128x128)")]},
+        notes=["LPIPS skipped: test."]))
 
 
 def test_report_renders_offline_in_headless_chromium(tmp_path):

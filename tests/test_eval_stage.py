@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 import eval_fixtures as fx
-from gensr.evaluate.inference import bicubic_upscale, upscale
+from gensr.data.resize import bicubic_upscale
+from gensr.evaluate.inference import upscale
 from gensr.evaluate.sets import bicubic_degrade
 from gensr.errors import EXIT_USER_ERROR
 from gensr.evaluate.stage import run_evaluation
@@ -41,7 +42,7 @@ def _bench(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def eval_project(tmp_path_factory):
     root = tmp_path_factory.mktemp("evalproj")
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
@@ -68,8 +69,8 @@ def _csv(root):
         return list(csv.DictReader(f))
 
 
-def test_metrics_json_has_every_set_and_method_with_deltas(project):
-    root, out, _ = project
+def test_metrics_json_has_every_set_and_method_with_deltas(eval_project):
+    root, out, _ = eval_project
     m = _metrics(root)
     assert set(m) == {"test", "tiny"}
     for set_id, n in (("test", 3), ("tiny", 2)):
@@ -88,8 +89,8 @@ def test_metrics_json_has_every_set_and_method_with_deltas(project):
     assert m["test"]["smooth"]["texture_distance"] > m["test"]["bicubic"]["texture_distance"] > 0
 
 
-def test_per_image_rows_are_real_measurements(project):
-    root, _, _ = project
+def test_per_image_rows_are_real_measurements(eval_project):
+    root, _, _ = eval_project
     rows = _csv(root)
     assert len(rows) == (3 + 2) * (1 + len(VARIANTS))
     assert {r["lr_source"] for r in rows if r["set"] == "tiny"} == {"LR_bicubic", "degradation"}
@@ -105,8 +106,8 @@ def test_per_image_rows_are_real_measurements(project):
     assert m["test"]["gan"]["psnr_y"] == pytest.approx(np.mean(gan), abs=1e-4)
 
 
-def test_champions_fidelity_and_perceptual_on_test_without_timings(project):
-    root, out, _ = project
+def test_champions_fidelity_and_perceptual_on_test_without_timings(eval_project):
+    root, out, _ = eval_project
     champ = json.loads((root / "reports" / "champion.json").read_text())
     assert set(champ) == {"variant", "psnr_y", "set", "perceptual"} and champ["set"] == "test"
     test = _metrics(root)["test"]
@@ -121,8 +122,8 @@ def test_champions_fidelity_and_perceptual_on_test_without_timings(project):
     assert perc["texture_distance"] == pytest.approx(test[best]["texture_distance"], abs=1e-4)
 
 
-def test_comparison_pictures_for_every_image(project):
-    root, _, _ = project
+def test_comparison_pictures_for_every_image(eval_project):
+    root, _, _ = eval_project
     pics = sorted(p.relative_to(root / "reports" / "comparisons").as_posix()
                   for p in (root / "reports" / "comparisons").rglob("*.png"))
     assert pics == ["test/astronaut.png", "test/chelsea.png", "test/coffee.png", "tiny/coffee.png", "tiny/rocket.png"]
@@ -134,8 +135,8 @@ def test_comparison_pictures_for_every_image(project):
     assert not list((root / "reports").glob(".comparisons.*"))  # temp folder swapped in, not left
 
 
-def test_dvc_plot_files_exist(project):
-    root, _, _ = project
+def test_dvc_plot_files_exist(eval_project):
+    root, _, _ = eval_project
     lb = list(csv.DictReader(open(root / "reports/plots/leaderboard.csv")))
     assert [r["method"] for r in lb] == ["bicubic", *VARIANTS]
     assert all(float(r["texture_distance"]) > 0 for r in lb)
@@ -144,8 +145,8 @@ def test_dvc_plot_files_exist(project):
         assert im.width > 300 and np.asarray(im.convert("L")).std() > 10
 
 
-def test_report_is_self_contained_with_leaderboard_and_pictures(project):
-    root, out, _ = project
+def test_report_is_self_contained_with_leaderboard_and_pictures(eval_project):
+    root, out, _ = eval_project
     html = (root / "reports" / "index.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), "no external resources"
@@ -169,10 +170,10 @@ def test_report_is_self_contained_with_leaderboard_and_pictures(project):
     assert "Training curves" in html
 
 
-def test_mlflow_runs_carry_the_same_metric_names_and_the_champion_tag(project):
+def test_mlflow_runs_carry_the_same_metric_names_and_the_champion_tag(eval_project):
     import mlflow
 
-    root, out, train_run = project
+    root, out, train_run = eval_project
     client = mlflow.MlflowClient()
     m = _metrics(root)
     run_ids = out["run_ids"]
@@ -203,14 +204,15 @@ def test_mlflow_runs_carry_the_same_metric_names_and_the_champion_tag(project):
     assert {"index.html", "metrics.json", "per_image.csv", "champion.json", "comparisons"} <= arts
     exp = client.get_experiment(summary.info.experiment_id)
     assert exp.tags["gensr.champion"] == out["champion"]["variant"]
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     assert exp.tags["gensr.champion_perceptual"] == out["champion"]["perceptual"]["variant"]
     html = (root / "reports" / "index.html").read_text()
     assert "trained without tracking" in html and "not in this tracking store" in html
 
 
-def test_pipeline_script_with_other_eval_setting_keeps_champion_bytes(project, tmp_path, monkeypatch, capsys):
+def test_pipeline_script_with_other_eval_setting_keeps_champion_bytes(eval_project, tmp_path, monkeypatch, capsys):
     """Changing an evaluation setting rewrites the report but not champion.json (export's only input)."""
-    root, _, _ = project
+    root, _, _ = eval_project
     copy = tmp_path / "proj"
     for part in ("data", "models", "reports"):
         shutil.copytree(root / part, copy / part)
@@ -234,20 +236,20 @@ def test_pipeline_script_with_other_eval_setting_keeps_champion_bytes(project, t
     assert "run the prepare stage first" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_missing_model_is_a_clear_error(project, tmp_path):
-    root, _, _ = project
+def test_missing_model_is_a_clear_error(eval_project, tmp_path):
+    root, _, _ = eval_project
     (tmp_path / "data").symlink_to(root / "data")
     cfg = fx.make_config(["ae", "vae"], SCALE, mlflow=False)
     with pytest.raises(FileNotFoundError, match=r"models/ae/model\.pt.*models/vae/model\.pt|vae"):
         run_evaluation(cfg, tmp_path)
 
 
-def test_bad_image_is_a_clear_error_and_closes_the_runs_it_opened(project, tmp_path):
+def test_bad_image_is_a_clear_error_and_closes_the_runs_it_opened(eval_project, tmp_path):
     import mlflow
 
     from gensr.io import BadImageError
 
-    root, _, _ = project
+    root, _, _ = eval_project
     shutil.copytree(root / "data", tmp_path / "data")
     (tmp_path / "models").symlink_to(root / "models")
     (tmp_path / "data/prepared/test/lr/chelsea.png").write_bytes(b"")
@@ -260,10 +262,10 @@ def test_bad_image_is_a_clear_error_and_closes_the_runs_it_opened(project, tmp_p
     assert runs[0].info.run_name == "smooth" and runs[0].info.status == "FAILED"
 
 
-def test_missing_benchmark_folder_fails_or_is_skipped_with_a_note(project, tmp_path):
+def test_missing_benchmark_folder_fails_or_is_skipped_with_a_note(eval_project, tmp_path):
     from gensr.evaluate.sets import eval_sets
 
-    root, _, _ = project
+    root, _, _ = eval_project
     bench = {"gone": "nowhere/HR"}
     with pytest.raises(FileNotFoundError, match="evaluate.benchmarks.gone"):
         eval_sets(root, "data/prepared", "test", bench, "fail")
@@ -272,8 +274,8 @@ def test_missing_benchmark_folder_fails_or_is_skipped_with_a_note(project, tmp_p
     assert [s.id for s in sets] == ["test"] and "skipped" in notes[0]
 
 
-def test_missing_prepared_split_is_a_clear_error(project, tmp_path):
-    root, _, _ = project
+def test_missing_prepared_split_is_a_clear_error(eval_project, tmp_path):
+    root, _, _ = eval_project
     (tmp_path / "models").symlink_to(root / "models")
     with pytest.raises(FileNotFoundError, match="prepare"):
         run_evaluation(fx.make_config(["ae"], SCALE, mlflow=False), tmp_path)
@@ -289,6 +291,6 @@ def test_tiled_inference_matches_whole_image(kind, tmp_path):
     lr = np.random.default_rng(0).random((45, 70, 3)).astype(np.float32)
     with torch.no_grad():
         whole = upscale(net, lr, SCALE, tile=0)
-        tiled = upscale(net, lr, SCALE, tile=16, overlap=16)
+        tiled = upscale(net, lr, SCALE, tile=32, overlap=16)  # tiles of gensr.infer.tiling: > overlap + 8
     assert tiled.shape == whole.shape == (90, 140, 3)
     assert np.abs(tiled - whole).max() < 1e-5

@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter
 
 import eval_fixtures as fx
 from gensr.data.sources import EMBEDDED, embedded_array
-from gensr.evaluate.inference import bicubic_upscale
+from gensr.data.resize import bicubic_upscale
 from gensr.evaluate.sets import bicubic_degrade
 from gensr.evaluate.texture import LpipsModel, gmsd, hf_ratio, high_pass, lpips_note, texture_distance
 from gensr.metrics import psnr_y, y_channel

@@ -7,10 +7,11 @@ import torch
 
 import eval_fixtures as fx
 from gensr.evaluate import results
-from gensr.evaluate.compare import comparison_picture, detail_crop
-from gensr.evaluate.inference import bicubic_upscale, upscale
+from gensr.evaluate.compare import Layout, Panels, comparison_picture, detail_crop
+from gensr.data.resize import bicubic_upscale
+from gensr.evaluate.inference import upscale
 from gensr.evaluate.sets import bicubic_degrade
-from gensr.evaluate.uncertainty import display_max, heat_map, sample_std
+from gensr.evaluate.uncertainty import Draws, display_max, heat_map, sample_std
 from gensr.archs import is_variational
 
 SCALE = 2
@@ -26,14 +27,14 @@ def test_uncertainty_map_is_nonzero_and_seeded(pair):
     hr, lr = pair
     net = fx.variational_net(SCALE)
     box = detail_crop(hr, 32, SCALE, border=SCALE)
-    a = sample_std(net, lr, SCALE, box, samples=8, seed=0)
+    a = sample_std(net, lr, SCALE, box, Draws(samples=8, seed=0))
     assert a.shape == (32, 32) and a.dtype == np.float32
     assert a.min() >= 0 and a.mean() > 1e-3, "a variational net's samples must differ"
-    assert np.array_equal(a, sample_std(net, lr, SCALE, box, samples=8, seed=0))  # same seed, same map
-    b = sample_std(net, lr, SCALE, box, samples=8, seed=1)
+    assert np.array_equal(a, sample_std(net, lr, SCALE, box, Draws(samples=8, seed=0)))  # same seed, same map
+    b = sample_std(net, lr, SCALE, box, Draws(samples=8, seed=1))
     assert not np.array_equal(a, b) and np.abs(a - b).mean() > 1e-4
     # The map is of the crop: sampling a window with context, even at the image's corner.
-    corner = sample_std(net, lr, SCALE, (0, 0, 32), samples=4, seed=0)
+    corner = sample_std(net, lr, SCALE, (0, 0, 32), Draws(samples=4, seed=0))
     assert corner.shape == (32, 32) and corner.mean() > 1e-3
     # Sampling did not change what is evaluated and exported: z = mu.
     with torch.no_grad():
@@ -54,10 +55,10 @@ def test_heat_map_panel_sits_beside_the_models_crop(pair):
     outputs = {"bicubic": bicubic_upscale(lr, SCALE), "vae": upscale(net, lr, SCALE)}
     psnrs = {"bicubic": 30.0, "vae": 31.0}
     box = detail_crop(hr, 32, SCALE, border=SCALE)
-    std = sample_std(net, lr, SCALE, box, seed=0)
-    plain, _ = comparison_picture(hr, lr, outputs, psnrs, SCALE, 32, 64, columns=10, box=box)
-    with_map, _ = comparison_picture(hr, lr, outputs, psnrs, SCALE, 32, 64, columns=10, box=box,
-                                     uncertainty={"vae": std})
+    std = sample_std(net, lr, SCALE, box, Draws(seed=0))
+    layout = Layout(32, 64, columns=10)
+    plain, _ = comparison_picture(hr, lr, Panels(outputs, psnrs), SCALE, layout, box=box)
+    with_map, _ = comparison_picture(hr, lr, Panels(outputs, psnrs, {"vae": std}), SCALE, layout, box=box)
     cell = 64 + 6  # panel + gap
     assert with_map.shape[1] == plain.shape[1] + cell  # one panel more: thumbnail, LR, bicubic, vae, std, HR
     # The 5th panel (after the vae's crop) is the heat map, nearest-neighbour enlarged.

@@ -28,7 +28,7 @@ FAST = [
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def export_project(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     make_prepared(root)
     save_small_model(root, "ae")
@@ -45,21 +45,21 @@ def project(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def exported(project):
+def export_report(export_project):
     mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{export_project / 'mlflow.db'}")
     # fp16 forced to ship and int8 forced to be rejected, so both branches of the rule run; the
     # sampler forced to ship (its rule against bicubic is tested in test_vae_sampling).
     cfg = compose([*FAST, "export.fp16_max_psnr_drop_db=100", "export.int8_max_psnr_drop_db=-100",
                    "export.sampler.min_margin_db=-100"], root=ROOT)
     try:
-        yield run_stage(cfg, project), project
+        yield run_stage(cfg, export_project), export_project
     finally:
         mp.undo()
 
 
-def test_report_records_parity_speed_and_providers(exported):
-    report, root = exported
+def test_report_records_parity_speed_and_providers(export_report):
+    report, root = export_report
     on_disk = json.loads((root / "exports" / "validation.json").read_text(), parse_constant=pytest.fail)
     assert on_disk["variants"].keys() == set(VARIANTS)
     for v in VARIANTS:
@@ -77,8 +77,8 @@ def test_report_records_parity_speed_and_providers(exported):
         assert 0 <= entry["tiling_max_diff_8bit"] < 255  # measured; the seam itself is tested in test_upscale
 
 
-def test_lighter_models_follow_the_psnr_rule(exported):
-    report, root = exported
+def test_lighter_models_follow_the_psnr_rule(export_report):
+    report, root = export_report
     folder = root / "exports" / "models" / "ae"
     fp16, int8 = report["variants"]["ae"]["fp16"], report["variants"]["ae"]["int8"]
     assert fp16["shipped"] and (folder / "model.fp16.onnx").is_file()
@@ -91,13 +91,13 @@ def test_lighter_models_follow_the_psnr_rule(exported):
     onnx.checker.check_model(onnx.load(folder / "model.onnx"), full_check=True)
 
 
-def test_registry_round_trip_loads_the_champion(exported):
+def test_registry_round_trip_loads_the_champion(export_report):
     import mlflow
     from mlflow import MlflowClient
 
     from gensr.export import registry
 
-    report, root = exported
+    report, root = export_report
     uri = report["registry"]["champion_uri"]
     assert uri == "models:/gensr-x2-ae@champion"
     assert report["registry"]["champion_perceptual_uri"] == "models:/gensr-x2-vae@champion-perceptual"
@@ -135,8 +135,8 @@ def test_registry_round_trip_loads_the_champion(exported):
         mp.undo()
 
 
-def test_variational_variant_also_ships_a_validated_sampler(exported):
-    report, root = exported
+def test_variational_variant_also_ships_a_validated_sampler(export_report):
+    report, root = export_report
     on_disk = json.loads((root / "exports" / "validation.json").read_text())
     entry = on_disk["variants"]["vae"]["sampler"]
     path = root / "exports" / "models" / "vae" / "model.sample.onnx"
@@ -159,13 +159,13 @@ def test_variational_variant_also_ships_a_validated_sampler(exported):
     assert not (root / "exports" / "models" / "ae" / "model.sample.onnx").exists()
 
 
-def test_perceptual_alias_tolerates_older_and_empty_champion_files(exported, caplog):
+def test_perceptual_alias_tolerates_older_and_empty_champion_files(export_report, caplog):
     from mlflow import MlflowClient
 
     from gensr.export import registry
     from gensr.export.stage import _aliases
 
-    report, root = exported
+    report, root = export_report
     out = {"models": report["registry"]["models"]}
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
@@ -186,10 +186,10 @@ def test_perceptual_alias_tolerates_older_and_empty_champion_files(exported, cap
         mp.undo()
 
 
-def test_parity_failure_ships_nothing_and_names_shape_and_difference(project, tmp_path):
+def test_parity_failure_ships_nothing_and_names_shape_and_difference(export_project, tmp_path):
     root = tmp_path / "p"
-    shutil.copytree(project / "data", root / "data")
-    shutil.copytree(project / "models" / "ae", root / "models" / "ae")
+    shutil.copytree(export_project / "data", root / "data")
+    shutil.copytree(export_project / "models" / "ae", root / "models" / "ae")
     (root / "exports" / "models" / "ae").mkdir(parents=True)
     (root / "exports" / "models" / "ae" / "model.onnx").write_bytes(b"stale")
     # A negative bound no real difference can meet: exercises the failure path of the stage.

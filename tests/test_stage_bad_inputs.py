@@ -28,7 +28,7 @@ import eval_fixtures as fx
 from gensr.checkpoint import load_model, save_model
 from gensr.errors import EXIT_USER_ERROR
 from test_config_validation import RUN_STAGE, _script_main, snapshot
-from train_fixtures import ROOT, make_project, project, tiny_overrides  # noqa: F401  (project)
+from train_fixtures import ROOT, make_project, tiny_overrides, use_project
 
 P = "data/prepared"
 TRAIN = tiny_overrides("ae")
@@ -50,7 +50,7 @@ RUNS = {
 
 
 @pytest.fixture(scope="session")
-def project_template(tmp_path_factory) -> Path:  # train_fixtures.project copies it for each test
+def stage_template(tmp_path_factory) -> Path:
     """conf/, params.yaml, data/prepared/{train,val,test} + manifests, models/ae/model.pt, champion.json,
     an empty MLflow store."""
     root = make_project(tmp_path_factory.mktemp("bad_inputs"))
@@ -63,11 +63,17 @@ def project_template(tmp_path_factory) -> Path:  # train_fixtures.project copies
     return root
 
 
+@pytest.fixture
+def stage_project(stage_template, tmp_path, monkeypatch) -> Path:
+    """A fresh copy of stage_template, as the cwd."""
+    return use_project(stage_template, tmp_path / "proj", monkeypatch)
+
+
 @pytest.fixture(autouse=True)
-def _own_store(project, monkeypatch):
+def _own_store(stage_project, monkeypatch):
     monkeypatch.delenv("GENSR_DEBUG", raising=False)
     # MLflow exports the URI it is given to the environment: setenv makes teardown drop it again.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{stage_project / 'mlflow.db'}")
 
 
 def inputs(root: Path, outputs: tuple[str, ...]) -> dict[str, str]:
@@ -212,41 +218,41 @@ MATRIX = [pytest.param(c, False, id=c) for c in CASES] + [pytest.param(c, True, 
 
 
 @pytest.mark.parametrize("case,process", MATRIX)
-def test_bad_input_is_refused_in_one_line_and_inputs_are_untouched(case, process, project, capsys):
+def test_bad_input_is_refused_in_one_line_and_inputs_are_untouched(case, process, stage_project, capsys):
     run, breaks, names, says = CASES[case]
     script, argv, outputs = RUNS[run]
-    breaks(project)
-    before = inputs(project, outputs)
+    breaks(stage_project)
+    before = inputs(stage_project, outputs)
     if process:
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         proc = subprocess.run([sys.executable, "-c", RUN_STAGE, str(ROOT / "pipelines" / f"{script}.py"), *argv],
-                              cwd=project, env=env, capture_output=True, text=True, timeout=180)
+                              cwd=stage_project, env=env, capture_output=True, text=True, timeout=180)
         code, err = proc.returncode, proc.stderr
     else:
         code, err = _script_main(script)(argv), capsys.readouterr().err
     assert_refused(code, err, names, says)
-    assert inputs(project, outputs) == before
+    assert inputs(stage_project, outputs) == before
 
 
-def test_corrupt_last_checkpoint_is_a_note_and_a_fresh_start(project, capsys):
-    ckpt = project / "checkpoints" / "ae" / "last.ckpt"
-    _write("checkpoints/ae/last.ckpt", b"PK\x03\x04 half a checkpoint")(project)
-    before = inputs(project, RUNS["train"][2])
+def test_corrupt_last_checkpoint_is_a_note_and_a_fresh_start(stage_project, capsys):
+    ckpt = stage_project / "checkpoints" / "ae" / "last.ckpt"
+    _write("checkpoints/ae/last.ckpt", b"PK\x03\x04 half a checkpoint")(stage_project)
+    before = inputs(stage_project, RUNS["train"][2])
     assert _script_main("train")(TRAIN) == 0
     out, err = capsys.readouterr()
     notes = [line for line in out.splitlines() if "resum" in line]
     assert len(notes) == 1 and notes[0].startswith(f"[ae] not resuming {ckpt}: unreadable"), out
     assert notes[0].endswith("starting fresh") and "Traceback" not in err
-    assert load_model(project / MODEL, variant="ae", scale=2, channels=3)[1]["steps"] == 4
+    assert load_model(stage_project / MODEL, variant="ae", scale=2, channels=3)[1]["steps"] == 4
     assert torch.load(ckpt, weights_only=True, map_location="cpu")["gensr"]["variant"] == "ae"
-    assert inputs(project, RUNS["train"][2]) == before
+    assert inputs(stage_project, RUNS["train"][2]) == before
 
 
-def test_evaluate_does_not_read_the_manifests(project, capsys):
+def test_evaluate_does_not_read_the_manifests(stage_project, capsys):
     """The prepared images are evaluate's input; a broken data/prepared/test.json changes nothing."""
-    (project / P / "test.json").write_text("{not json")
-    before = inputs(project, RUNS["evaluate"][2])
+    (stage_project / P / "test.json").write_text("{not json")
+    before = inputs(stage_project, RUNS["evaluate"][2])
     assert _script_main("evaluate")(EVALUATE) == 0
     assert "Traceback" not in capsys.readouterr().err
-    assert json.loads((project / "reports" / "champion.json").read_text())["variant"] == "ae"
-    assert inputs(project, RUNS["evaluate"][2]) == before
+    assert json.loads((stage_project / "reports" / "champion.json").read_text())["variant"] == "ae"
+    assert inputs(stage_project, RUNS["evaluate"][2]) == before

@@ -8,7 +8,7 @@ import pytest
 from gensr.config import compose
 from gensr.schema import ConfigError, validate
 from gensr.training.run import config_hash, effective_config, init_model
-from test_train_dvc import BIN, _dvc_project, _run
+from train_fixtures import BIN, dvc_project, run_cmd
 
 TINY = """# @package _global_
 datamodule: {patch_size: 32, batch_size: 4, num_workers: 0, val_max_side: 48}
@@ -20,28 +20,28 @@ models:
 
 
 def _stale(proj) -> set[str]:
-    out = _run(["dvc", "status"], proj).stdout
+    out = run_cmd(["dvc", "status"], proj).stdout
     return {line.strip().rstrip(":") for line in out.splitlines() if line and not line.startswith((" ", "\t"))}
 
 
 def test_gan_and_vae_are_fine_tunes_of_ae_res_in_the_dag(tmp_path):
-    proj = _dvc_project(tmp_path / "repo")
+    proj = dvc_project(tmp_path / "repo")
     (proj / "conf" / "profile" / "quick.yaml").write_text(TINY)
-    _run([str(BIN / "gensr"), "params"], proj)
-    dot = _run(["dvc", "dag", "--dot"], proj).stdout
+    run_cmd([str(BIN / "gensr"), "params"], proj)
+    dot = run_cmd(["dvc", "dag", "--dot"], proj).stdout
     for child in ("train@gan", "train@vae"):
         assert f'"train@ae_res" -> "{child}"' in dot, dot
     assert '"train@ae_res" -> "train@ae"' not in dot
 
     # A fresh checkout: asking for the GAN trains its PSNR model first, then fine-tunes from it.
-    out = _run(["dvc", "repro", "train@gan", "train@vae"], proj).stdout
+    out = run_cmd(["dvc", "repro", "train@gan", "train@vae"], proj).stdout
     assert out.index("Running stage 'train@ae_res'") < out.index("Running stage 'train@gan'"), out
     assert out.count("generator initialised from") == 2 and "models/ae_res/model.pt" in out, out
     before = _stale(proj)  # the stages never run (ae, aae, ..., evaluate, export)
     assert not {"prepare", "train@ae_res", "train@gan", "train@vae"} & before, before
 
     # Changing the PSNR model's architecture makes both fine-tunes stale (and resizes them), nothing else.
-    _run([str(BIN / "gensr"), "params", "models.ae_res.net.n_blocks=2"], proj)
+    run_cmd([str(BIN / "gensr"), "params", "models.ae_res.net.n_blocks=2"], proj)
     assert _stale(proj) - before == {"train@ae_res", "train@gan", "train@vae"}
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from mlflow.tracking import MlflowClient
 
-from gensr.training.datamodule import EpochSampler, Pair, PatchDataset
-from train_fixtures import project, project_template, run_train, tiny_overrides  # noqa: F401
+from gensr.data.pairs import Pair
+from gensr.training.datamodule import EpochSampler, PatchDataset
+from train_fixtures import run_train, tiny_overrides
 
 
 def test_ddp_two_cpu_processes(project):
@@ -33,7 +34,7 @@ def test_ddp_two_cpu_processes(project):
 
 
 def _kron_pair(name: str, lr: np.ndarray, s: int) -> Pair:
-    return Pair(name, np.kron(lr, np.ones((s, s, 1), np.uint8)), lr)
+    return Pair(name, lr, np.kron(lr, np.ones((s, s, 1), np.uint8)))
 
 
 def test_crops_are_aligned_deterministic_and_split_across_ranks():

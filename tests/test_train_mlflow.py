@@ -18,8 +18,9 @@ from mlflow.tracking import MlflowClient
 
 from gensr.errors import EXIT_USER_ERROR
 from gensr.tracking import TrackingUnavailableError, check_store
+from gensr.training.mlflow_logging import manifest_hash
 from test_config_validation import RUN_STAGE
-from train_fixtures import ROOT, project, project_template, run_train, tiny_overrides  # noqa: F401
+from train_fixtures import ROOT, run_train, tiny_overrides
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
@@ -74,10 +75,18 @@ def test_training_logs_to_mlflow_server(project, mlflow_server):
     assert run.info.run_name == "vae" and run.info.status == "FINISHED"
     exp = client.get_experiment(run.info.experiment_id)
     assert exp.name == "gensr"
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # MLflow 3's model-training kind
     assert run.data.params["variant"] == "vae" and run.data.params["model.losses.kl.weight"]
     assert run.data.params["datamodule.patch_size"] == "32"
     assert run.data.tags["stage"] == "train" and run.data.tags["variant"] == "vae"
     assert {"git_commit", "data_manifest_hash", "config_hash"} <= set(run.data.tags)
+    # The prepared data is the run's dataset input (the UI's Dataset column), named by the manifests' hash.
+    manifest = manifest_hash(project / "data" / "prepared")
+    assert manifest != "none" and run.data.tags["data_manifest_hash"] == manifest
+    (data,) = run.inputs.dataset_inputs
+    assert (data.dataset.name, data.dataset.digest) == ("prepared-x2", manifest[:36])
+    assert data.dataset.source_type == "local" and (project / "data" / "prepared").resolve().as_uri() in data.dataset.source
+    assert [(t.key, t.value) for t in data.tags] == [("mlflow.data.context", "training")]
     for key in ("train/l1", "train/kl", "train/loss", "lr-net"):
         assert client.get_metric_history(run_id, key), key
     psnr = client.get_metric_history(run_id, "val/psnr_y")

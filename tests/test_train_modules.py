@@ -13,7 +13,7 @@ from gensr.training.base import NonFiniteLossError, plain
 from gensr.training.datamodule import SRDataModule
 from gensr.training.ema import EMA
 from gensr.training.run import effective_config
-from train_fixtures import ROOT, project, project_template, tiny_overrides  # noqa: F401
+from train_fixtures import ROOT, tiny_overrides
 
 VARIANTS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
 

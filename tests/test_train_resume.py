@@ -12,7 +12,7 @@ from gensr.checkpoint import CheckpointMismatchError
 from gensr.config import compose
 from gensr.training.run import config_hash, effective_config, resume_decision, train
 from gensr.training.mlflow_logging import manifest_hash
-from train_fixtures import project, project_template, tiny_overrides  # noqa: F401
+from train_fixtures import tiny_overrides
 
 
 class Crash(L.Callback):

@@ -14,13 +14,14 @@ import numpy as np
 import onnx
 import pytest
 import tifffile
-from export_helpers import SMALL_AE, LocalSR, cli_without_heavy_imports, export_file, smooth_image
+from export_helpers import (SMALL_AE, LocalSR, cli_without_heavy_imports, export_file, python_without_heavy_imports,
+                            smooth_image)
 from hydra.utils import instantiate
 from PIL import Image
 
 from gensr.cli import main as cli
-from gensr.infer.tiling import _ramps, tile_spans, upscale_array
-from gensr.upscale import SRModel, upscale_file
+from gensr.infer.tiling import _ramps, check_tiling, tile_spans, upscale_array
+from gensr.infer.batch import ImageOptions, SRModel, upscale_file
 from test_io_modes import write_png16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +72,38 @@ def test_seam_tiled_equals_untiled_within_one_level(rgb_model):
     assert np.abs(np.clip(hard, 0, 1) - full).max() > 3 / 255
 
 
+def test_tiler_tells_the_model_where_each_tile_lies():
+    img = smooth_image(np.random.default_rng(10), 150, 200).astype(np.float32) / 255
+    seen = []
+
+    def model(lr: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+        (y, x), (th, tw) = origin, lr.shape[2:]
+        assert np.array_equal(lr[0], img[y : y + th, x : x + tw].transpose(2, 0, 1))  # the tile at its origin
+        seen.append((y, th, x, tw))
+        return lr.repeat(2, axis=2).repeat(2, axis=3) * (1 + y + x)  # output depends on where the tile is
+
+    out = upscale_array(model, img, 2, tile=64, overlap=16, with_origin=True)
+    rows, cols = tile_spans(150, 64, 16), tile_spans(200, 64, 16)
+    assert sorted(seen) == sorted((y, th, x, tw) for y, th in rows for x, tw in cols) and len(seen) > 6
+    plain = upscale_array(lambda lr: lr.repeat(2, axis=2).repeat(2, axis=3), img, 2, tile=64, overlap=16)
+    assert not np.allclose(out, plain)  # the origin reached the model
+    seen.clear()
+    upscale_array(model, img, 2, tile=0, with_origin=True)
+    assert seen == [(0, 150, 0, 200)]  # untiled: one call, at the origin
+
+
+def test_tiling_rule_is_one_check_with_the_callers_names():
+    for tile, overlap in ((0, 0), (0, 100), (25, 16), (256, 16)):
+        check_tiling(tile, overlap)
+    with pytest.raises(ValueError, match=r"^--tile 24: must be 0 \(whole image\) or larger than --overlap \+ 8 = 24$"):
+        check_tiling(24, 16, ("--tile", "--overlap"))
+    with pytest.raises(ValueError, match="overlap -1: must be >= 0"):
+        check_tiling(64, -1)
+    img = np.zeros((8, 8, 3), np.float32)  # refused even where the image would fit one tile
+    with pytest.raises(ValueError, match="tile 20"):
+        upscale_array(lambda lr: lr.repeat(2, axis=2).repeat(2, axis=3), img, 2, tile=20, overlap=16)
+
+
 def test_cli_seam_on_saved_pngs(models, tmp_path):
     src = tmp_path / "in" / "photo.png"
     src.parent.mkdir()
@@ -101,7 +134,7 @@ def test_peak_memory_bounded_on_4k_output(tmp_path):
     accumulator = 2160 * 3840 * 3 * 4  # the float32 output: the one full-size buffer allowed
     tracemalloc.start()
     try:
-        upscale_file(NearestX2(), src, dst, tile=256, overlap=16, max_pixels=None)
+        upscale_file(NearestX2(), src, dst, ImageOptions(tile=256, overlap=16, max_pixels=None))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -248,3 +281,15 @@ def test_upscaler_runs_with_torch_lightning_and_mlflow_unimportable(models, tmp_
     assert proc.returncode == 0, proc.stderr
     assert Image.open(tmp_path / "out" / "x.png").size == (20, 24)
     assert "CPUExecutionProvider" in proc.stdout
+
+
+def test_inference_modules_import_without_the_training_stack(tmp_path):
+    import pkgutil
+
+    import gensr.infer
+
+    modules = ["gensr.cli", "gensr.upscale", "gensr.sample", "gensr.infer"]
+    modules += [f"gensr.infer.{m.name}" for m in pkgutil.iter_modules(gensr.infer.__path__)]
+    assert {"gensr.infer.session", "gensr.infer.tiling", "gensr.infer.batch"} <= set(modules)
+    proc = python_without_heavy_imports(f"import importlib\nfor m in {modules!r}: importlib.import_module(m)", tmp_path)
+    assert proc.returncode == 0, proc.stderr

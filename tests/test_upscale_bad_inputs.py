@@ -171,19 +171,19 @@ def test_bad_argument_or_unsafe_output_refuses_the_run_in_one_line(case, model, 
 
 
 def test_write_failure_is_one_line_but_a_bug_keeps_its_traceback(model, tmp_path, capsys, monkeypatch):
-    import gensr.upscale as upscale
+    import gensr.infer.batch as batch  # where gensr upscale reads, upscales and writes each file
 
     ins = tmp_path / "in"
     for name in GOOD:
         _png(ins / name)
-    real_save = upscale.save_png
+    real_save = batch.save_png
 
     def disk_full_on_good1(dst, *args):
         if dst.name == "good1.png":
             raise OSError(28, "No space left on device")
         return real_save(dst, *args)
 
-    monkeypatch.setattr(upscale, "save_png", disk_full_on_good1)
+    monkeypatch.setattr(batch, "save_png", disk_full_on_good1)
     code = cli(["upscale", str(ins), "-o", str(tmp_path / "out"), "--model", str(model)])
     err = capsys.readouterr().err
     assert code == 1 and f"good1.png: cannot write {tmp_path / 'out' / 'good1.png'}: No space left on device" in err
@@ -192,7 +192,7 @@ def test_write_failure_is_one_line_but_a_bug_keeps_its_traceback(model, tmp_path
     def broken(model, img, *args):
         raise TypeError("a bug")
 
-    monkeypatch.setattr(upscale, "upscale_array", broken)
+    monkeypatch.setattr(batch, "upscale_array", broken)
     code = cli(["upscale", str(ins), "-o", str(tmp_path / "out2"), "--model", str(model)])
     err = capsys.readouterr().err
     assert code == 3 and "Traceback" in err and "TypeError: a bug" in err and "is a bug" in err

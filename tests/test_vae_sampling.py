@@ -21,7 +21,7 @@ from PIL import Image
 from gensr.archs.vae import VariationalSR
 from gensr.cli import main as cli
 from gensr.config import compose
-from gensr.evaluate.inference import bicubic_upscale
+from gensr.data.resize import bicubic_upscale
 from gensr.infer import session as runtime
 from gensr.export.sampler import export_sampler, ship_rule
 from gensr.export.validate import to_nchw

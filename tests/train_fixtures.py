@@ -1,5 +1,6 @@
-"""Shared helpers for tests/test_train_*.py: a tiny gensr project (conf/, params.yaml, a few small
-prepared pairs) in a temp folder, and Hydra overrides that shrink every variant to a toy size."""
+"""Helpers for the training and DVC tests: a tiny gensr project (conf/, params.yaml, a few small
+prepared pairs) in a temp folder (the `project` fixture in conftest.py copies one), Hydra overrides
+that shrink every variant to a toy size, and a git + DVC checkout with a toy profile."""
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +65,10 @@ def extra_model(name: str) -> list[str]:
 
 def tiny_overrides(variant: str, steps: int = 4, interval: int = 2) -> list[str]:
     """Toy nets, 32-pixel patches, a few steps: seconds per run on a CPU."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
     from gensr.config import compose
     from gensr.schema import ConfigError
 
@@ -74,16 +78,18 @@ def tiny_overrides(variant: str, steps: int = 4, interval: int = 2) -> list[str]
     out = [*extra, f"variant={variant}"]
     sizes = {"net": {"features": 8, "n_blocks": 1, "latent": 8, "depth": 1},
              "discriminator": {"features": 8, "depth": 2, "hidden": 16}}
-    # A fine-tune's net may *be* ae_res's (`net: ${models.ae_res.net}`, which Hydra will not
-    # override key by key): then shrink ae_res's net.
-    owners = {"net": variant, "discriminator": variant}
+    # A net that follows another's (gan's `${models.ae_res.net}`), which Hydra will not override key
+    # by key: then shrink the net it follows.
+    owners = {"net": f"models.{variant}.net", "discriminator": f"models.{variant}.discriminator"}
     try:
         compose([*extra, f"models.{variant}.net._target_={m.net._target_}"], root=ROOT)
-    except ConfigError:
-        owners["net"] = "ae_res"
+    except ConfigError:  # the raw composition still holds the `${...}` it follows
+        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+            raw = OmegaConf.to_container(hydra_compose(config_name="config", overrides=extra), resolve=False)
+        owners["net"] = raw["models"][variant]["net"][2:-1]
     for part, keys in sizes.items():
         if part in m:
-            out += [f"models.{owners[part]}.{part}.{k}={v}" for k, v in keys.items() if k in m[part]]
+            out += [f"{owners[part]}.{k}={v}" for k, v in keys.items() if k in m[part]]
     for group in ("trainer", "datamodule"):  # drop the variant's own quick-profile sizes
         if m.get(group):
             out.append(f"~models.{variant}.{group}")
@@ -101,16 +107,9 @@ def tiny_overrides(variant: str, steps: int = 4, interval: int = 2) -> list[str]
     return out
 
 
-@pytest.fixture(scope="session")
-def project_template(tmp_path_factory) -> Path:
-    return make_project(tmp_path_factory.mktemp("gensr_project"))
-
-
-@pytest.fixture
-def project(project_template, tmp_path, monkeypatch) -> Path:
-    """A fresh copy of the template project, as the cwd (gensr.config.repo_root finds it)."""
-    dest = tmp_path / "proj"
-    shutil.copytree(project_template, dest)
+def use_project(template: Path, dest: Path, monkeypatch) -> Path:
+    """A fresh copy of a template project, as the cwd (gensr.config.repo_root finds it)."""
+    shutil.copytree(template, dest)
     monkeypatch.chdir(dest)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return dest
@@ -123,3 +122,38 @@ def run_train(project: Path, overrides: list[str], env: dict | None = None, time
         full_env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run([PY, "pipelines/train.py", *overrides], cwd=project, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+BIN = Path(sys.executable).parent  # this venv's gensr and dvc, also for the stages DVC runs
+TINY_PROFILE = """# @package _global_
+datamodule: {patch_size: 32, batch_size: 4, num_workers: 0, val_max_side: 48}
+trainer: {max_steps: 4, val_check_interval: 2, log_every_n_steps: 1, threads: 1}
+nets:
+  conv_ae: {features: 8, latent: 8, depth: 1}
+"""
+
+
+def run_cmd(cmd: list, cwd: Path, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """A command with this venv first on PATH and no outside MLflow store; `check` asserts success."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f"{cmd}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def dvc_project(dest: Path, profile: str = TINY_PROFILE) -> Path:
+    """A git + DVC checkout of the project (code, conf/, dvc.yaml) whose quick profile is `profile`."""
+    dest.mkdir()
+    for item in ("conf", "src", "pipelines", ".dvc"):
+        shutil.copytree(ROOT / item, dest / item, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
+    for item in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / item, dest / item)
+    (dest / "conf" / "profile" / "quick.yaml").write_text(profile)
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    run_cmd(["git", "init", "-q"], dest)
+    run_cmd([BIN / "gensr", "params"], dest)
+    run_cmd([*git, "add", "-A"], dest)
+    run_cmd([*git, "commit", "-qm", "init"], dest)
+    return dest

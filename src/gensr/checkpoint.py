@@ -87,3 +87,36 @@ def load_model(
             f"architecture; retrain variant {meta.get('variant')!r} ({str(e).splitlines()[0]})"
         ) from e
     return net.eval(), meta
+
+
+def _some(keys: list[str], n: int = 4) -> str:
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def _target(net: nn.Module) -> str:
+    return f"{type(net).__module__}.{type(net).__name__}"
+
+
+def load_init(net: nn.Module, path: str | Path, what: str, scale: int | None = None,
+              channels: int | None = None) -> dict[str, Any]:
+    """Initialise `net` (named `what` in errors) from the weights of a model file; its metadata.
+
+    Strict, except for the parameters `net` declares new (`net.init_new_parameters()`, e.g. a VAE's
+    log-variance head beside the autoencoder it starts from): those may be absent from the file and
+    then keep their own initialisation. Anything else that does not fit is refused, naming the keys.
+    """
+    src, meta = load_model(path, scale=scale, channels=channels)
+    have, want = src.state_dict(), net.state_dict()
+    new = set(getattr(net, "init_new_parameters", tuple)())
+    problems = [f"{label} {_some(keys)}" for label, keys in (
+        ("missing", sorted(set(want) - set(have) - new)),
+        ("unexpected", sorted(set(have) - set(want))),
+        ("of another shape", sorted(k for k in set(have) & set(want) if have[k].shape != want[k].shape)),
+    ) if keys]
+    if problems:
+        raise CheckpointMismatchError(
+            f"{path}: its generator ({meta.get('variant')}: {_target(src)}) is not the architecture of {what} "
+            f"(weights {'; '.join(problems)}); init_from needs a model file of the same architecture")
+    net.load_state_dict(have, strict=False)  # only declared-new parameters can be left out
+    return meta
+

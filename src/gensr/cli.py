@@ -4,13 +4,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gensr.errors import entry_point
+from gensr.errors import UserError, entry_point
+
+# What `pip install 'gensr[train]'` adds to the core install (numpy, Pillow, onnxruntime).
+TRAIN_MODULES = {"torch", "lightning", "hydra", "omegaconf", "mlflow", "dvc", "onnx", "onnxscript", "scipy",
+                 "skimage", "matplotlib", "tqdm"}
 
 
 def _params(argv: list[str]) -> int:
-    from gensr.config import write_params
+    try:
+        from gensr.config import write_params
 
-    out = write_params(argv)  # refuses an invalid config (gensr.schema); params.yaml is then untouched
+        out = write_params(argv)  # refuses an invalid config (gensr.schema); params.yaml is then untouched
+    except ModuleNotFoundError as e:  # a production install: only the core is there
+        if (e.name or "").split(".")[0] not in TRAIN_MODULES:
+            raise
+        raise UserError(f"`gensr params` needs the training extra ({e.name} is not installed): "
+                        "pip install 'gensr[train]'") from e
     print(f"wrote {out} from conf/" + (f" with {' '.join(argv)}" if argv else ""))
     return 0
 

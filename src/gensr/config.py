@@ -45,8 +45,39 @@ def main_repo_root(root: Path | None = None) -> Path:
     return root
 
 
+def _shared_node_hint(key: str, overrides: Sequence[str], conf_dir: Path) -> str | None:
+    """What to set instead of `key` when it lies under a node that conf/ makes another node's value
+    (`models.gan.net: ${models.ae_res.net}`), which Hydra cannot override key by key."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    given = [o for o in overrides if o.split("=")[0] == key]
+    if not given:
+        return None
+    try:
+        with initialize_config_dir(str(conf_dir), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=[o for o in overrides if o not in given])
+    except Exception:  # only a courtesy: any other problem keeps Hydra's own message
+        return None
+    tree, target, shared = OmegaConf.to_container(cfg, resolve=False), key, None
+    for _ in range(8):  # follow ${a} -> ${b} -> the node that holds the value
+        parts, node = target.split("."), tree
+        for i in range(len(parts) - 1):
+            node = node.get(parts[i]) if isinstance(node, dict) else None
+            if isinstance(node, str) and node.startswith("${") and node.endswith("}"):
+                shared = shared or f"{'.'.join(parts[:i + 1])} is {node}"
+                target = ".".join([node[2:-1], *parts[i + 1:]])
+                break
+        else:
+            break
+    if not shared:
+        return None
+    return (f"{key} cannot be set on its own: {shared} in conf/ (it follows that node); "
+            f"set {target}={given[-1].split('=', 1)[1]} instead")
+
+
 @contextmanager
-def _hydra_errors(overrides: Sequence[str]) -> Iterator[None]:
+def _hydra_errors(overrides: Sequence[str], conf_dir: Path | None = None) -> Iterator[None]:
     """Hydra's composition errors (an unknown key or group option, a malformed override) as one line."""
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
@@ -62,7 +93,10 @@ def _hydra_errors(overrides: Sequence[str]) -> Iterator[None]:
         raise ConfigError(f"{given[-1] if given else group}: no such option in conf/{group}/; "
                           f"available: {', '.join(sorted(e.options))}") from None
     except HydraException as e:
-        raise ConfigError(one_line(e)) from None
+        message = one_line(e)
+        key = message.split("'")[1] if message.startswith("Could not override '") else None
+        hint = key and conf_dir and _shared_node_hint(key, overrides, conf_dir)
+        raise ConfigError(hint or message) from None
 
 
 def compose(overrides: Sequence[str] = (), root: Path | None = None) -> DictConfig:
@@ -72,7 +106,7 @@ def compose(overrides: Sequence[str] = (), root: Path | None = None) -> DictConf
     from hydra import initialize_config_dir
 
     conf_dir = (root or repo_root()) / CONF_DIR
-    with _hydra_errors(overrides), initialize_config_dir(str(conf_dir), version_base="1.3"):
+    with _hydra_errors(overrides, conf_dir), initialize_config_dir(str(conf_dir), version_base="1.3"):
         cfg = hydra_compose(config_name="config", overrides=list(overrides))
     OmegaConf.resolve(cfg)
     return cfg
@@ -87,7 +121,7 @@ def write_params(overrides: Sequence[str] = (), root: Path | None = None) -> Pat
     out = root / PARAMS_FILE
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        with _hydra_errors(overrides):
+        with _hydra_errors(overrides, root / CONF_DIR):
             compose_and_dump(tmp, str(root / CONF_DIR), None, "config", str(root), list(overrides))
         validate(OmegaConf.load(tmp))
     except BaseException:

@@ -23,6 +23,14 @@ class UserError(Exception):
     """A mistake the user can fix: the message names the file or key, the value and what is allowed."""
 
 
+class MissingInputError(UserError, FileNotFoundError):
+    """Something a stage reads is absent: the prepared split, a benchmark folder, a model file."""
+
+
+class BadInputError(UserError, ValueError):
+    """Something a stage reads or is told is unusable: a setting, a metrics file, an LPIPS model."""
+
+
 def one_line(message: object) -> str:
     """A message's lines joined into one (after a full stop a space is enough)."""
     text = re.sub(r"(?<=[.:;!?])\s*\n\s*", " ", str(message).strip())

@@ -90,8 +90,3 @@ def ssim_y(sr: np.ndarray, hr: np.ndarray, border: int = 0) -> float:
     _check(sr, hr)
     return ssim(shave(y_channel(sr), border), shave(y_channel(hr), border))
 
-
-def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop HR so both sides are multiples of `scale` (top-left anchored, as in MATLAB code)."""
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]

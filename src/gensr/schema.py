@@ -10,6 +10,9 @@ Per-variant values: a key of the shared `trainer` / `datamodule` groups may hold
 `{default: x, <variant>: y, ...}` (`for_variant` picks one). Setting the key itself, e.g.
 `trainer.max_steps=20`, replaces the whole mapping: the command line beats every per-variant
 default through Hydra's own override rules, also inside DVC's composer, which runs no gensr code.
+Why not a config group per variant: params.yaml is composed once for all variants (the train stage
+names one later), so nothing can pick per variant while composing; the values stay in conf/ under
+Hydra's override rules, and Python only looks the variant's entry up.
 """
 from __future__ import annotations
 
@@ -52,11 +55,7 @@ def _is_num(v: Any) -> bool:
 
 def show(v: Any) -> str:
     """A value as the user would type it on the command line."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return str(v).lower()
-    return str(v)
+    return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def one_of(*values: Any) -> Rule:
@@ -124,6 +123,8 @@ RULES: dict[str, Rule] = {
     "logger.experiment": TEXT,
     "logger.connect_timeout_s": POSITIVE,
     "logger.image_every_n_epochs": integer(1),
+    "nets.*.features": integer(1),
+    "nets.*.latent": integer(1),
     "models.*.net.features": integer(1),
     "models.*.net.latent": integer(1),
     "models.*.*.optimizer.lr": POSITIVE,

@@ -1,9 +1,14 @@
-"""MLflow connection shared by train, evaluate and export.
+"""MLflow connection and run conventions shared by train, evaluate and export.
 
 Default: SQLite at the checkout root (`gensr.config.tracking_uri`); MLFLOW_TRACKING_URI selects a
 server. `check_store` runs in each stage script before torch is imported: an unreachable server, or
 a database file that is corrupt, unreadable or read-only, fails the stage in seconds with one line
 saying what to do, instead of MLflow's retry loop or a SQLAlchemy traceback after the work is done.
+
+Conventions: every experiment gensr uses is tagged as MLflow 3's model-training kind; a run's tags
+`stage` and `variant` say which stage opened it and for which variant (`run_tags`). A variant's
+figures go onto its training run, found by the id saved with the model (`find_run`); when that run
+is not in this store, evaluate and export open one named after the variant (`variant_run`).
 """
 from __future__ import annotations
 
@@ -11,12 +16,19 @@ import os
 import sqlite3
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gensr.config import main_repo_root, tracking_uri
 from gensr.errors import UserError
 
 _ELSEWHERE = "or set MLFLOW_TRACKING_URI to another tracking store"
+# MLflow 3's experiment kinds: "custom_model_development" is model training (not GenAI tracing);
+# the UI shows the training views (runs, metrics, datasets) for it.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+# A run opened by evaluate or export because the variant's training run is not in this store.
+UNTRAINED_TAG = "gensr.evaluation_only"
 
 
 class TrackingUnavailableError(UserError, RuntimeError):
@@ -101,4 +113,43 @@ def configure(experiment: str, root: Path | None = None, timeout_s: float = 10.0
         except mlflow.exceptions.MlflowException:
             pass  # created meanwhile by a parallel stage
     exp = mlflow.set_experiment(experiment)
+    if exp.tags.get(KIND_TAG) != KIND:
+        mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
     return exp.experiment_id
+
+
+def run_tags(stage: str, variant: str | None = None) -> dict[str, str]:
+    """The tags that say what a run is: the stage that opened it and the variant it belongs to."""
+    return {"stage": stage, **({"variant": variant} if variant else {})}
+
+
+def find_run(client: Any, run_id: str | None) -> Any | None:
+    """The run `run_id` names when this tracking store holds it (and it is not deleted), else None."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return None
+    return None if run.info.lifecycle_stage == "deleted" else run
+
+
+@dataclass(frozen=True)
+class VariantRun:
+    run_id: str
+    created: bool     # opened here: the stage that opened it ends it
+    why: str | None   # why no training run was found (None when it was)
+
+
+def variant_run(client: Any, experiment_id: str, variant: str, run_id: str | None, stage: str) -> VariantRun:
+    """The variant's training run when this store holds it; else a new run named after the variant,
+    tagged `run_tags(stage, variant)` and `gensr.evaluation_only=true` (no training behind it)."""
+    if find_run(client, run_id) is not None:
+        return VariantRun(str(run_id), False, None)
+    why = (f"training run {run_id} is not in this tracking store" if run_id else
+           "model file has no MLflow run id (trained without tracking)")
+    tags = {**run_tags(stage, variant), UNTRAINED_TAG: "true"}
+    run = client.create_run(experiment_id, run_name=variant, tags=tags)
+    return VariantRun(run.info.run_id, True, why)

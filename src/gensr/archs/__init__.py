@@ -1,6 +1,7 @@
 """Network architectures (BasicSR style: one module per family, shared `blocks`).
 
-Generator interface (every class built from `conf/model/*.yaml` `net:`):
+Generator interface (every class with a `conf/net/*.yaml`, one file per class; discriminators:
+`conf/discriminator/*.yaml`):
 
 - constructor kwargs include `scale` (2, 3, 4) and `channels` (1, 3);
 - `net(lr) -> sr`: LR `[N, C, h, w]` in [0, 1] -> SR `[N, C, s*h, s*w]`, any h, w (odd too);
@@ -10,6 +11,9 @@ Generator interface (every class built from `conf/model/*.yaml` `net:`):
 - `net.encode_decode(lr) -> (sr, z)`: SR and its latent map in one pass (what `sparse_ae`'s L1
   activity penalty and `aae`'s latent discriminator need; for the VAE, z = mu);
 - `net.latent_channels`: channels of z (to build a `LatentDiscriminator`);
+- optional `net.init_new_parameters()`: state-dict keys a model file to initialise from
+  (`init_from`) may lack, e.g. the variational ResidualAttentionAE's log-variance head when it
+  starts from the deterministic one (`gensr.checkpoint.load_init` loads everything else strictly);
 - variational nets only (`is_variational(net)`): `net.forward_train(lr, generator=None) ->
   (sr, mu, logvar)` with z sampled by reparameterisation (reconstruction + KL), and
   `net.sample(lr, generator=g, temperature=1.0, noise=None)` for seeded diverse outputs.

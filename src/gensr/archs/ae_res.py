@@ -7,7 +7,7 @@
 With `variational=True` the bottleneck is a VAE's: a second head predicts log-variances beside
 the mean (`to_latent` stays the mean, so an ae_res model file initialises it exactly and the new
 `to_logvar` head starts at a small fixed variance); `forward_train` decodes a sampled z and
-`forward` decodes z = mu (the `vae` variant of the `full` profile, conf/model/vae_res.yaml).
+`forward` decodes z = mu (every profile's `vae` variant, conf/model/vae_res.yaml).
 
 Residual blocks carry RCAN channel attention. The global residual uses `LinearUpsample` (a
 bicubic-initialised, learnable 5x5 conv + pixel shuffle) and the upsampler's last conv starts at
@@ -70,6 +70,10 @@ class ResidualAttentionAE(nn.Module):
         self.tail = conv3(f, f)
         self.upsample = PixelShuffleUpsampler(f, channels, scale, zero_init=global_residual)
         self.skip_up = LinearUpsample(channels, scale, learnable_skip) if global_residual else None
+
+    def init_new_parameters(self) -> tuple[str, ...]:
+        """Parameters an init file of the deterministic twin lacks (gensr.checkpoint.load_init)."""
+        return tuple(f"to_logvar.{n}" for n, _ in self.to_logvar.named_parameters()) if self.variational else ()
 
     def _encode(self, lr: torch.Tensor, generator: torch.Generator | None = None, sample: bool = False):
         """(head, skip, z, mu, logvar); z is mu unless `sample` (variational nets only)."""

@@ -1,1 +1,2 @@
-"""Data: photo sources, degradations (HR -> LR) and the prepare stage that writes LR/HR pairs."""
+"""Data: photo sources, degradations (HR -> LR), the prepare stage that writes LR/HR pairs, the one
+reader of those pairs (`pairs`) and the bicubic baseline (`resize.bicubic_upscale`)."""

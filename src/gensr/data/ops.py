@@ -1,4 +1,5 @@
-"""The primitive image operations of the realistic degradation chain (NumPy/SciPy/Pillow only).
+"""Primitive image operations: the HR crop every pair starts from, and the steps of the realistic
+degradation chain (NumPy/SciPy/Pillow only).
 
 Images are HxWxC float64 in [0, 1] (C = 1 or 3). Every function is deterministic given its
 arguments; randomness is drawn by the caller (degradations.py) so that it can be recorded.
@@ -12,6 +13,12 @@ from PIL import Image
 from scipy.ndimage import correlate1d
 
 from gensr.io import rgb_to_luma, to_uint8
+
+
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop HR so both sides are multiples of `scale` (top-left anchored, as in MATLAB code)."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
 
 
 def gaussian_kernel(size: int, sigma_x: float, sigma_y: float, theta: float) -> np.ndarray:

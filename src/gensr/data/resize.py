@@ -13,6 +13,8 @@ uint8 input follows MATLAB's uint8 path: the result of *each* pass is rounded (h
 zero) and clipped to uint8 before the next pass. That detail matters: with it, the LR of the
 modcropped Set5/Set14 HR is bit-identical to the benchmarks' LR_bicubic files; rounding only once
 at the end leaves ~15% of pixels off by one. Float input stays float64 throughout (not clipped).
+
+`bicubic_upscale` is the SR tables' bicubic baseline, the one every part of gensr measures against.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy import sparse
+
+from gensr.io import to_float, to_uint8
 
 Kernel = Callable[[np.ndarray], np.ndarray]
 
@@ -127,3 +131,15 @@ def _to_uint8_grid(x: np.ndarray) -> np.ndarray:
     # MATLAB's double -> uint8 conversion: round half away from zero (values are >= 0 after the
     # clip), saturate. np.round would round half to even and miss MATLAB on exact .5 sums.
     return np.floor(np.clip(x, 0.0, 255.0) + 0.5)
+
+
+def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
+    """The bicubic baseline of every SR table: MATLAB `imresize(lr, scale, 'bicubic')` of the 8-bit
+    LR on doubles (`im2double` first, as the papers' scripts do), quantised to 8 bits as a saved image.
+
+    Training's validation, the evaluate report, the export sampler's check and bench/quality.py
+    all use this one. uint8 in -> uint8 out; float in [0, 1] in -> float32 on the 8-bit grid out.
+    """
+    q = to_uint8(lr) if lr.dtype != np.uint8 else lr
+    up = to_uint8(np.clip(imresize(q.astype(np.float64) / 255.0, scale=scale), 0.0, 1.0))
+    return up if lr.dtype == np.uint8 else to_float(up)

@@ -9,6 +9,8 @@ crop is followed by its uncertainty map (gensr.evaluate.uncertainty), labelled w
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import uniform_filter
@@ -74,38 +76,47 @@ def _thumbnail(hr: np.ndarray, box: tuple[int, int, int], size: int) -> Image.Im
     return canvas
 
 
-def comparison_picture(
-    hr: np.ndarray,
-    lr: np.ndarray,
-    outputs: dict[str, np.ndarray],
-    psnrs: dict[str, float],
-    scale: int,
-    crop: int = 64,
-    panel: int = 192,
-    columns: int = 5,
-    box: tuple[int, int, int] | None = None,
-    uncertainty: dict[str, np.ndarray] | None = None,
-) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """The labelled grid as an HxWx3 uint8 array, and the (top, left, side) crop it shows.
+@dataclass(frozen=True)
+class Panels:
+    """The methods a picture shows, in order: SR image, its PSNR-Y on the whole image, and for a
+    variational model its per-pixel sample standard deviation over the crop ([0, 1] units)."""
 
-    `box`: the crop (default: `detail_crop`); `uncertainty`: method -> its per-pixel sample standard
-    deviation over that crop ([0, 1] units), shown as a heat map right after the method's crop."""
-    top, left, side = box or detail_crop(hr, crop, scale, border=scale)
+    outputs: dict[str, np.ndarray]
+    psnrs: dict[str, float]
+    uncertainty: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Layout:
+    crop: int = 64      # HR side of the zoomed crop (when no box is given)
+    panel: int = 192    # pixels per panel side
+    columns: int = 5
+
+
+def comparison_picture(
+    hr: np.ndarray, lr: np.ndarray, panels: Panels, scale: int, layout: Layout = Layout(),
+    box: tuple[int, int, int] | None = None,
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The labelled grid as an HxWx3 uint8 array, and the (top, left, side) crop it shows
+    (`box`, default: `detail_crop`). A method's uncertainty map comes right after its crop."""
+    panel = layout.panel
+    top, left, side = box or detail_crop(hr, layout.crop, scale, border=scale)
     sl = np.s_[top : top + side, left : left + side]
     lr_sl = np.s_[top // scale : (top + side) // scale, left // scale : (left + side) // scale]
     tiles: list[tuple[str, Image.Image]] = [
         (f"HR {hr.shape[1]}x{hr.shape[0]}, crop", _thumbnail(hr, (top, left, side), panel)),
         (f"LR x{scale} (nearest)", _panel(lr[lr_sl], panel)),
     ]
-    for name, sr in outputs.items():
-        tiles.append((f"{name} {psnrs[name]:.2f} dB", _panel(sr[sl], panel)))
-        if uncertainty and name in uncertainty:
-            vmax = display_max(uncertainty[name])
+    for name, sr in panels.outputs.items():
+        tiles.append((f"{name} {panels.psnrs[name]:.2f} dB", _panel(sr[sl], panel)))
+        if name in panels.uncertainty:
+            std = panels.uncertainty[name]
+            vmax = display_max(std)
             # ASCII only: the bitmap fallback font has no sigma or dash glyphs.
-            tiles.append((f"{name} std 0-{vmax:.1f}/255", _panel(heat_map(uncertainty[name], vmax), panel)))
+            tiles.append((f"{name} std 0-{vmax:.1f}/255", _panel(heat_map(std, vmax), panel)))
     tiles.append(("HR (reference)", _panel(hr[sl], panel)))
 
-    columns = max(1, min(columns, len(tiles)))
+    columns = max(1, min(layout.columns, len(tiles)))
     rows = -(-len(tiles) // columns)
     cell_w, cell_h = panel + _GAP, panel + _LABEL_H + _GAP
     sheet = Image.new("RGB", (columns * cell_w + _GAP, rows * cell_h + _GAP), _BG)

@@ -1,9 +1,14 @@
 """Producing SR images for evaluation: the bicubic baseline and the trained generators (tiled).
 
-Bicubic baseline = Pillow's BICUBIC upscale of the 8-bit LR to exactly the HR size, the same for
-every row and set (on the standard LR_bicubic files it reproduces the literature's bicubic rows).
-Generators run under `torch.inference_mode`, one image at a time; LR images larger than
-`tile` x `tile` pixels are processed in overlapping tiles so memory stays bounded on any image.
+Bicubic baseline = `gensr.data.resize.bicubic_upscale` (MATLAB imresize bicubic of the 8-bit LR to
+the HR size, the papers' protocol), the same for every row and set and for training's validation.
+Generators run under `torch.inference_mode`, one image at a time, through the production tiler
+(`gensr.infer.tiling.upscale_array`, what `gensr upscale` and the export stage's tiling check run):
+an LR image inside `tile` x `tile` pixels goes through the generator whole and comes back
+bit-identical to a plain forward pass; a larger one runs in overlapping, phase-aligned tiles
+(origins on multiples of 8) feathered into one output, so memory stays bounded on any image and
+the figures are those of the shipped tiling. Each tile's SR is clamped to [0, 1], as the
+exported graph does, and so is the blend.
 Timings cover the upscaling only (no file I/O, no metrics), after one warm-up call per model.
 """
 from __future__ import annotations
@@ -15,19 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from gensr.evaluate import BadInputError, MissingInputError
-from gensr.io import to_float, to_uint8
-
-
-def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
-    """PIL BICUBIC upscale of the 8-bit LR by `scale` (HxWxC float in [0, 1] in and out)."""
-    q = to_uint8(lr)
-    grey = q.shape[2] == 1
-    im = Image.fromarray(q[:, :, 0] if grey else q)
-    up = np.asarray(im.resize((q.shape[1] * scale, q.shape[0] * scale), Image.BICUBIC))
-    return to_float(up[:, :, None] if grey else up)
+from gensr.data.resize import bicubic_upscale
+from gensr.errors import BadInputError, MissingInputError
+from gensr.infer.tiling import check_tiling, upscale_array
 
 
 @dataclass
@@ -87,41 +83,29 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """(core_start, core_end, padded_start, padded_end) covering [0, length)."""
-    out = []
-    for start in range(0, length, tile):
-        end = min(start + tile, length)
-        out.append((start, end, max(start - overlap, 0), min(end + overlap, length)))
-    return out
+def _torch_model(net: Any):
+    """The tiler's model callable for a torch generator: NCHW float32 numpy in, clamped SR out,
+    run under inference_mode on the generator's device."""
+    import torch
+
+    device = next(iter(net.parameters())).device
+
+    def run(lr: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net(torch.from_numpy(lr).to(device)).clamp(0, 1).float().cpu().numpy()
+
+    return run
 
 
 def upscale(net: Any, lr: np.ndarray, scale: int, tile: int = 0, overlap: int = 16) -> np.ndarray:
     """Run the generator on one HxWxC LR image; tiled when it exceeds `tile` (0 = never)."""
-    import torch
-
-    device = next(iter(net.parameters())).device
-    x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None].float().to(device)
-    h, w = lr.shape[:2]
-    with torch.inference_mode():
-        if tile <= 0 or (h <= tile and w <= tile):
-            sr = net(x)
-        else:
-            # Overlap hides the tile seams: each tile sees `overlap` LR pixels of context on every
-            # side; only its core is kept. Even offsets keep stride-2 latents on the same grid.
-            overlap += overlap % 2
-            sr = torch.empty((1, x.shape[1], h * scale, w * scale), device=device)
-            for y0, y1, py0, py1 in _windows(h, tile, overlap):
-                for x0, x1, px0, px1 in _windows(w, tile, overlap):
-                    part = net(x[:, :, py0:py1, px0:px1])
-                    oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
-                    sr[:, :, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = part[
-                        :, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale
-                    ]
-        if sr.shape[-2:] != (h * scale, w * scale):
-            raise RuntimeError(f"generator returned {tuple(sr.shape)} for LR {h}x{w} at x{scale}")
-        out = sr.clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
-    return out
+    try:
+        check_tiling(tile, overlap, ("evaluate.tile", "evaluate.tile_overlap"))
+    except ValueError as e:
+        raise BadInputError(str(e)) from None
+    out = upscale_array(_torch_model(net), np.asarray(lr, np.float32), scale, tile, overlap)
+    # Blending weights sum to 1 only within float rounding: 1 + 1e-7 where tiles overlap. In place.
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def upscale_self_ensemble(net: Any, lr: np.ndarray, scale: int, tile: int = 0, overlap: int = 16) -> np.ndarray:

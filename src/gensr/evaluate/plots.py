@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 
-from gensr.evaluate import BadInputError  # noqa: E402
+from gensr.errors import BadInputError  # noqa: E402
 from gensr.io import atomic_write_bytes  # noqa: E402
 
 # history.csv columns worth a panel (the train stage's History callback), in display order.

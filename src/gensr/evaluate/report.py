@@ -6,6 +6,7 @@ renders the same offline, attached to an MLflow run, or mailed on its own: no CD
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
@@ -88,19 +89,25 @@ def leaderboard(summary: dict, split_id: str, champion: str, run_ids: dict[str, 
             + "\n".join(body) + "</tbody></table>")
 
 
-def write_report(
-    path: Path,
-    *,
-    summary: dict,
-    split_id: str,
-    champ: dict,
-    scale: int,
-    run_ids: dict[str, str],
-    comparisons: dict[str, list[tuple[str, Path, str]]],
-    charts: list[tuple[str, Path]],
-    notes: list[str],
-) -> Path:
-    """Write the page. `comparisons`: set -> [(image, png, caption)]; `charts`: [(title, png)]."""
+@dataclass(frozen=True)
+class Report:
+    """What the page shows: the summary (set -> method -> figures) and champions, the MLflow run of
+    each variant, the comparison pictures (set -> [(image, png, caption)]), charts ([(title, png)])
+    and notes (one list item each)."""
+
+    summary: dict
+    split_id: str
+    champ: dict
+    scale: int
+    run_ids: dict[str, str]
+    comparisons: dict[str, list[tuple[str, Path, str]]]
+    charts: list[tuple[str, Path]]
+    notes: list[str]
+
+
+def write_report(path: Path, report: Report) -> Path:
+    """Write the page."""
+    summary, split_id, champ, scale = report.summary, report.split_id, report.champ, report.scale
     n_imgs = {s: next(iter(ms.values()))["n_images"] for s, ms in summary.items()}
     perc = champ["perceptual"]
     perc_line = (f"perceptual champion (lowest texture distance among variants ≥ {perc['min_psnr_y']:.2f} dB): "
@@ -118,7 +125,7 @@ def write_report(
         + f" · fidelity champion (best PSNR-Y on {escape(split_id)}): <b>{escape(champ['variant'])}</b> ★"
         f" at {champ['psnr_y']:.2f} dB · {perc_line}</p>",
         "<h2>Leaderboard</h2>",
-        leaderboard(summary, split_id, champ["variant"], run_ids, perc["variant"]),
+        leaderboard(summary, split_id, champ["variant"], report.run_ids, perc["variant"]),
         '<p class="sub">Fidelity: PSNR/SSIM on the BT.601 Y channel, scale pixels shaved from each border, '
         "mean over images. Perception: texture distance = how far the local detail statistics are from "
         "HR's (0 = HR's; blur, noise and blocking all raise it); HF detail ratio = high-frequency "
@@ -126,18 +133,18 @@ def write_report(
         "raises it too); GMSD = gradient-structure distortion (0 = identical). ↓ = lower is better. "
         "★ fidelity champion, ◆ perceptual champion.</p>",
     ]
-    for title, png in charts:
+    for title, png in report.charts:
         parts += [f"<h2>{escape(title)}</h2>", f"<figure>{_img(png, title)}</figure>"]
     parts.append("<h2>Side-by-side comparisons</h2>")
     parts.append('<p class="sub">Same zoomed crop (the HR region with the most fine detail, '
                  "outlined on the thumbnail) for every method; labels give PSNR-Y on the whole image. "
                  "A variational model's crop is followed by its uncertainty map (\"std\"): the per-pixel "
                  "standard deviation of its seeded samples, labelled with the range it is scaled to.</p>")
-    for set_id, items in comparisons.items():
+    for set_id, items in report.comparisons.items():
         parts.append(f"<h3>{escape(set_id)}</h3>")
         for image, png, caption in items:
             parts.append(f"<figure>{_img(png, image)}<figcaption>{escape(caption)}</figcaption></figure>")
     parts.append('<h2>Notes</h2><ul class="notes">')
-    parts += [f"<li>{escape(n)}</li>" for n in notes]
+    parts += [f"<li>{escape(n)}</li>" for n in report.notes]
     parts.append("</ul></body></html>")
     return atomic_write_text(path, "\n".join(parts) + "\n")

@@ -1,8 +1,9 @@
 """The image sets evaluated: the prepared test split and any benchmark HR folders from params.
 
-Each set yields (name, HR, LR) triples of HxWxC float32 in [0, 1] with HR modcropped so that
-HR = scale x LR exactly. Images are read one at a time (a generator), so a large benchmark never
-sits in memory whole.
+Each set yields `(gensr.data.pairs.Pair, lr_source)`: HxWxC float32 in [0, 1] with HR modcropped so
+that HR = scale x LR exactly, and where its LR comes from. The split is read by the one reader of
+prepared pairs (`gensr.data.pairs.read_split`); images are read one at a time (a generator), so a
+large benchmark never sits in memory whole.
 """
 from __future__ import annotations
 
@@ -14,17 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gensr.evaluate import BadInputError, MissingInputError
-from gensr.io import BadImageError, list_images, read_image
-from gensr.metrics import modcrop
-
-
-@dataclass(frozen=True)
-class Pair:
-    name: str  # file stem (relative path without suffix for nested folders)
-    hr: np.ndarray
-    lr: np.ndarray
-    lr_source: str  # "prepared", "LR_bicubic" or "degradation"
+from gensr.data.degradations import BicubicDegradation
+from gensr.data.ops import modcrop
+from gensr.data.pairs import Pair, read_split, split_folders
+from gensr.errors import BadInputError, MissingInputError
+from gensr.io import BadImageError, list_images, read_image, to_float, to_uint8
 
 
 @dataclass(frozen=True)
@@ -33,43 +28,29 @@ class EvalSet:
 
     id: str  # metric-name friendly: lower case, [a-z0-9_]
     hr_dir: Path
-    lr_dir: Path | None
     kind: str
 
-    def pairs(self, scale: int, channels: int, max_pixels: int | None = None) -> Iterator[Pair]:
-        files = list_images(self.hr_dir)
-        for hr_path in files:
+    def pairs(self, scale: int, channels: int, max_pixels: int | None = None) -> Iterator[tuple[Pair, str]]:
+        """(pair, lr_source): "prepared", "LR_bicubic" (the standard files) or "degradation"."""
+        if self.kind == "split":
+            for pair in read_split(self.hr_dir.parent, scale, channels, max_pixels):
+                yield pair, "prepared"
+            return
+        for hr_path in list_images(self.hr_dir):
             rel = hr_path.relative_to(self.hr_dir).with_suffix("")
-            hr = read_image(hr_path, channels, max_pixels)
-            if self.kind == "split":
-                hr_c = modcrop(hr, scale)
-                if hr_c.shape != hr.shape:
-                    raise BadImageError(hr_path, f"prepared HR {hr.shape[:2]} is not a multiple of x{scale}")
-                lr_path = _find_same_stem(self.lr_dir, rel, hr_path.suffix)
-                lr, source = read_image(lr_path, channels, max_pixels), "prepared"
+            hr = modcrop(read_image(hr_path, channels, max_pixels), scale)
+            lr_path = self.hr_dir.parent / "LR_bicubic" / f"X{scale}" / f"{rel}x{scale}.png"
+            if lr_path.is_file():
+                lr, source = read_image(lr_path, channels, max_pixels), "LR_bicubic"
             else:
-                hr = modcrop(hr, scale)
-                lr_path = self.hr_dir.parent / "LR_bicubic" / f"X{scale}" / f"{rel}x{scale}.png"
-                if lr_path.is_file():
-                    lr, source = read_image(lr_path, channels, max_pixels), "LR_bicubic"
-                else:
-                    lr, source = bicubic_degrade(hr, scale), "degradation"
+                lr, source = bicubic_degrade(hr, scale), "degradation"
             want = (hr.shape[0] // scale, hr.shape[1] // scale)
             if lr.shape[:2] != want:
                 raise BadImageError(
                     lr_path, f"LR is {lr.shape[1]}x{lr.shape[0]}, expected {want[1]}x{want[0]} "
                     f"(HR {hr_path.name} {hr.shape[1]}x{hr.shape[0]} / x{scale})"
                 )
-            yield Pair(rel.as_posix(), hr, lr, source)
-
-
-def _find_same_stem(folder: Path | None, rel: Path, suffix: str) -> Path:
-    assert folder is not None
-    candidates = [folder / rel.with_suffix(suffix), folder / rel.with_suffix(".png")]
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise MissingInputError(f"no LR image for {rel} in {folder} (prepared LR and HR names must match)")
+            yield Pair(rel.as_posix(), lr, hr), source
 
 
 def bicubic_degrade(hr: np.ndarray, scale: int) -> np.ndarray:
@@ -78,9 +59,6 @@ def bicubic_degrade(hr: np.ndarray, scale: int) -> np.ndarray:
     Always bicubic, whatever `degradation` trains the models: benchmark rows are only comparable
     with the literature when their LR is the standard one.
     """
-    from gensr.data.degradations import BicubicDegradation  # prepare's one implementation
-    from gensr.io import to_float, to_uint8
-
     lr, _ = BicubicDegradation(scale)(to_uint8(hr), np.random.default_rng(0))
     return to_float(lr)
 
@@ -103,13 +81,8 @@ def eval_sets(
     """
     if on_missing not in ("fail", "warn"):
         raise BadInputError(f"evaluate.on_missing_benchmark must be fail or warn, got {on_missing!r}")
-    prepared = (root / prepared_dir).resolve()
-    hr_dir, lr_dir = prepared / split / "hr", prepared / split / "lr"
-    if not hr_dir.is_dir() or not lr_dir.is_dir():
-        raise MissingInputError(
-            f"{prepared / split} has no hr/ and lr/ folders: run the prepare stage first (dvc repro prepare)"
-        )
-    sets, notes = [EvalSet(slug(split), hr_dir, lr_dir, "split")], []
+    hr_dir, _ = split_folders((root / prepared_dir).resolve() / split)
+    sets, notes = [EvalSet(slug(split), hr_dir, "split")], []
     for name, folder in (benchmarks or {}).items():
         path = Path(str(folder)).expanduser()
         path = path if path.is_absolute() else (root / path)
@@ -123,5 +96,5 @@ def eval_sets(
         sid = slug(name)
         if any(s.id == sid for s in sets):
             raise BadInputError(f"evaluate.benchmarks: set name {name!r} clashes with another set ({sid})")
-        sets.append(EvalSet(sid, path.resolve(), None, "benchmark"))
+        sets.append(EvalSet(sid, path.resolve(), "benchmark"))
     return sets, notes

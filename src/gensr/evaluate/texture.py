@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import convolve, correlate1d, gaussian_filter, uniform_filter
 
-from gensr.evaluate import BadInputError, MissingInputError
+from gensr.errors import BadInputError, MissingInputError
 from gensr.metrics import shave, y_channel
 
 HF_SIGMA = 1.0
@@ -154,11 +154,9 @@ class LpipsModel:
         self._onnx = self.path.suffix.lower() == ".onnx"
         try:
             if self._onnx:
-                import onnxruntime as ort
+                from gensr.infer.session import make_session
 
-                self._session = ort.InferenceSession(
-                    str(self.path), providers=["CPUExecutionProvider"]
-                )
+                self._session = make_session(self.path, ["CPUExecutionProvider"])
                 self._inputs = [i.name for i in self._session.get_inputs()]
                 if len(self._inputs) != 2:
                     raise ValueError(f"expected 2 inputs, found {len(self._inputs)}")

@@ -4,11 +4,12 @@ Metric names are the same for every variant (`<set>/<metric>`, e.g. `test/psnr_y
 `set5/texture_distance`), so MLflow's run comparison view lines the variants up side by side. The run
 id comes from the model file's metadata (or `models/<v>/metrics.json`); a model trained without
 tracking, or whose run is not in this tracking store, gets a new run named after the variant
-(tag `gensr.evaluation_only=true`), and the report says so. The best variant's run is tagged
-`gensr.champion=true` and the perceptual champion's `gensr.champion_perceptual=true` (the others
-`false`, so a previous champion loses the tag); a summary run named `evaluate` holds every figure,
-the report and the comparison pictures, and names both champions in its tags and in the
-experiment's `gensr.champion` / `gensr.champion_perceptual` tags.
+(`gensr.tracking.variant_run`: tag `gensr.evaluation_only=true`), and the report says so. The
+best variant's run is tagged `gensr.champion=true` and the perceptual champion's
+`gensr.champion_perceptual=true` (the others `false`, so a previous champion loses the tag); a
+summary run named `evaluate` holds every figure, the report and the comparison pictures, and names
+both champions in its tags and in the experiment's `gensr.champion` / `gensr.champion_perceptual`
+tags.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 from gensr.evaluate.results import BASELINE
+from gensr.tracking import configure, run_tags, variant_run
 
 SUMMARY_RUN = "evaluate"
 _LOGGED = ["psnr_y", "ssim_y", "psnr_rgb", "texture_distance", "hf_ratio", "gmsd", "lpips", "delta_psnr_y",
@@ -26,8 +28,6 @@ class EvalTracker:
     def __init__(self, experiment: str, root: Path, timeout_s: float = 10.0):
         import mlflow
 
-        from gensr.tracking import configure
-
         self.experiment_id = configure(experiment, root=root, timeout_s=timeout_s)
         self.client = mlflow.MlflowClient()
         self.run_ids: dict[str, str] = {}
@@ -35,35 +35,13 @@ class EvalTracker:
         self.notes: list[str] = []
 
     def attach(self, variants: list) -> dict[str, str]:
-        """Find each variant's training run, or create an evaluation-only run for it."""
-        from mlflow.exceptions import MlflowException
-
+        """Find each variant's training run, or open an evaluation-only run for it."""
         for v in variants:
-            run = None
-            if v.run_id:
-                try:
-                    run = self.client.get_run(v.run_id)
-                    if run.info.lifecycle_stage == "deleted":
-                        run = None
-                except MlflowException:
-                    run = None
-                if run is None:
-                    self.notes.append(
-                        f"{v.name}: training run {v.run_id} is not in this tracking store; "
-                        "evaluation logged to a new run named after the variant."
-                    )
-            else:
-                self.notes.append(
-                    f"{v.name}: model file has no MLflow run id (trained without tracking); "
-                    "evaluation logged to a new run named after the variant."
-                )
-            if run is None:
-                run = self.client.create_run(
-                    self.experiment_id, run_name=v.name,
-                    tags={"gensr.variant": v.name, "gensr.evaluation_only": "true"},
-                )
-                self.created.add(run.info.run_id)
-            self.run_ids[v.name] = run.info.run_id
+            run = variant_run(self.client, self.experiment_id, v.name, v.run_id, "evaluate")
+            if run.created:
+                self.created.add(run.run_id)
+                self.notes.append(f"{v.name}: {run.why}; evaluation logged to a new run named after the variant.")
+            self.run_ids[v.name] = run.run_id
         return self.run_ids
 
     def abort(self) -> None:
@@ -104,7 +82,7 @@ class EvalTracker:
 
         run = c.create_run(
             self.experiment_id, run_name=SUMMARY_RUN,
-            tags={"gensr.stage": "evaluate", "gensr.champion_variant": champ["variant"],
+            tags={**run_tags("evaluate"), "gensr.champion_variant": champ["variant"],
                   "gensr.champion_run_id": self.run_ids.get(champ["variant"], ""),
                   "gensr.champion_perceptual_variant": perceptual["variant"],
                   "gensr.champion_perceptual_qualified": str(perceptual["qualified"]).lower()},

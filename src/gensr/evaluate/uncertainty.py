@@ -7,21 +7,34 @@ areas). The report puts this map beside the model's crop in the side-by-side pic
 
 Only the crop is sampled: its LR window plus `context` LR pixels around it (the receptive field),
 so eight samples cost about one full-image pass on a tiny window. The generator is seeded, so the
-same seed gives the same map.
+same seed gives the same map. The window is one forward pass, not a tiling: the production tiler
+(`gensr.infer.tiling`) is for whole images.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 GREY = 255.0  # maps are reported in 8-bit grey levels
 
 
-def sample_std(net, lr: np.ndarray, scale: int, box: tuple[int, int, int], samples: int = 8,
-               seed: int = 0, context: int = 16) -> np.ndarray:
-    """Per-pixel standard deviation (mean over channels, [0, 1] units) of `samples` SR samples of
-    the HR crop `box` = (top, left, side), drawn from a generator seeded with `seed`."""
+@dataclass(frozen=True)
+class Draws:
+    """How a map is sampled: `samples` draws from a generator seeded with `seed`, on the crop's LR
+    window plus `context` LR pixels around it (evaluate.uncertainty.samples/seed, evaluate.tile_overlap)."""
+
+    samples: int = 8
+    seed: int = 0
+    context: int = 16
+
+
+def sample_std(net, lr: np.ndarray, scale: int, box: tuple[int, int, int], draws: Draws = Draws()) -> np.ndarray:
+    """Per-pixel standard deviation (mean over channels, [0, 1] units) of `draws.samples` SR
+    samples of the HR crop `box` = (top, left, side)."""
     import torch
 
+    samples, seed, context = draws.samples, draws.seed, draws.context
     top, left, side = box
     h, w = lr.shape[:2]
     y0, x0 = max(top // scale - context, 0), max(left // scale - context, 0)
@@ -30,8 +43,8 @@ def sample_std(net, lr: np.ndarray, scale: int, box: tuple[int, int, int], sampl
     x = torch.from_numpy(np.ascontiguousarray(lr[y0:y1, x0:x1].transpose(2, 0, 1)))[None].float().to(device)
     gen = torch.Generator(device=device).manual_seed(int(seed))
     with torch.inference_mode():
-        draws = torch.cat([net.sample(x, generator=gen).clamp(0, 1) for _ in range(samples)])
-        std = draws.float().std(dim=0, unbiased=False).mean(dim=0).cpu().numpy()
+        srs = torch.cat([net.sample(x, generator=gen).clamp(0, 1) for _ in range(samples)])
+        std = srs.float().std(dim=0, unbiased=False).mean(dim=0).cpu().numpy()
     oy, ox = top - y0 * scale, left - x0 * scale
     return np.ascontiguousarray(std[oy : oy + side, ox : ox + side])
 

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 
 from gensr.infer.session import INPUT_NAME, OUTPUT_NAME
+from gensr.tracking import variant_run
 
 CHAMPION_ALIAS = "champion"
 PERCEPTUAL_ALIAS = "champion-perceptual"
@@ -33,20 +34,6 @@ def _signature(channels: int):
     return ModelSignature(inputs=Schema([spec(INPUT_NAME)]), outputs=Schema([spec(OUTPUT_NAME)]))
 
 
-def _run_for(client, run_id: str | None, experiment_id: str, variant: str) -> tuple[str, bool]:
-    """The training run when it exists in this tracking store, else a new run named after the variant."""
-    from mlflow.exceptions import MlflowException
-
-    if run_id:
-        try:
-            client.get_run(run_id)
-            return run_id, False
-        except MlflowException:
-            pass
-    run = client.create_run(experiment_id, run_name=variant, tags={"gensr.stage": "export"})
-    return run.info.run_id, True
-
-
 def log_and_register(
     model_path: Path,
     meta: dict[str, Any],
@@ -58,9 +45,9 @@ def log_and_register(
     import mlflow
     from mlflow import MlflowClient
 
-    client = MlflowClient()
     variant, scale = str(meta["variant"]), int(meta["scale"])
-    run_id, created = _run_for(client, meta.get("mlflow_run_id"), experiment_id, variant)
+    run = variant_run(MlflowClient(), experiment_id, variant, meta.get("mlflow_run_id"), "export")
+    run_id = run.run_id
     name = registered_name(scale, variant)
     onnx_model = onnx.load_model(model_path)
     with mlflow.start_run(run_id=run_id):
@@ -78,7 +65,7 @@ def log_and_register(
         if metrics:
             mlflow.log_metrics({f"export/{k}": float(v) for k, v in metrics.items()})
     version = str(info.registered_model_version)
-    return {"registered_model": name, "version": version, "run_id": run_id, "new_run": created,
+    return {"registered_model": name, "version": version, "run_id": run_id, "new_run": run.created,
             "model_uri": f"models:/{name}/{version}"}
 
 

@@ -14,19 +14,11 @@ import numpy as np
 from omegaconf import DictConfig
 from torch import nn
 
-from gensr.evaluate.inference import bicubic_upscale
-from gensr.infer import session as runtime
+from gensr.data.resize import bicubic_upscale
 from gensr.export.onnx_export import SampledSR, export_onnx
-from gensr.export.validate import (
-    file_info,
-    ort_runner,
-    outputs,
-    parity,
-    random_inputs,
-    split_inputs,
-    to_hwc,
-    torch_runner,
-)
+from gensr.export.validate import (file_info, ort_runner, outputs, parity, random_inputs, split_inputs, to_hwc,
+                                   torch_runner)
+from gensr.infer import session as runtime
 from gensr.metrics import psnr_y
 
 

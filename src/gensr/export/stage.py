@@ -11,6 +11,8 @@ import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -21,33 +23,16 @@ from omegaconf import DictConfig
 
 from gensr.archs import is_variational
 from gensr.checkpoint import load_model
+from gensr.data.pairs import read_split
 from gensr.errors import UserError
 from gensr.export import lighten
-from gensr.infer import session as runtime
-from gensr.export.onnx_export import (
-    ClampedSR,
-    ExportError,
-    build_metadata,
-    check_graph,
-    export_onnx,
-    set_metadata,
-)
+from gensr.export.onnx_export import ClampedSR, ExportError, build_metadata, check_graph, export_onnx, set_metadata
 from gensr.export.sampler import export_sampler
-from gensr.export.validate import (
-    benchmark,
-    compare,
-    file_info,
-    load_pairs,
-    ort_runner,
-    outputs,
-    parity,
-    random_inputs,
-    split_psnr_y,
-    split_inputs,
-    torch_runner,
-)
-from gensr.io import atomic_write_bytes, atomic_write_json, replace_dir
+from gensr.export.validate import (benchmark, compare, file_info, ort_runner, outputs, parity,
+                                   random_inputs, split_inputs, split_psnr_y, torch_runner)
+from gensr.infer import session as runtime
 from gensr.infer.tiling import upscale_array
+from gensr.io import atomic_write_bytes, atomic_write_json, replace_dir
 
 log = logging.getLogger("gensr.export")
 FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "sampler": "model.sample.onnx"}
@@ -68,16 +53,29 @@ def _tiling_check(session, pairs, scale: int, tile: int, overlap: int) -> float:
     return round(worst, 4)
 
 
+@dataclass(frozen=True)
+class _Fp32:
+    """What the fp16 and int8 models are built from and measured against: the shipped fp32 graph,
+    its test-split outputs and PSNR-Y, the test pairs and the speed input."""
+
+    proto: onnx.ModelProto
+    meta: dict
+    psnr_y: float
+    test_outputs: dict[str, np.ndarray]
+    pairs: list
+    speed_x: np.ndarray
+
+
 def _lighter(
-    kind: str, proto: onnx.ModelProto, meta: dict, ex: DictConfig, base_psnr: float, fp32_test: dict,
-    pairs, speed_x: np.ndarray, providers: list[str], patches: list[np.ndarray] | None,
+    kind: str, fp32: _Fp32, ex: DictConfig, providers: list[str], patches: list[np.ndarray] | None
 ) -> tuple[dict[str, Any], bytes | None]:
     """Build, check and measure the fp16 or int8 model; (report entry, bytes when it ships)."""
+    meta, pairs = fp32.meta, fp32.pairs
     scale = int(meta["scale"])
     if kind == "fp16":
-        light = lighten.to_fp16(proto)
+        light = lighten.to_fp16(fp32.proto)
     else:
-        light = lighten.to_int8(proto, patches, ex.calibration.method, ex.calibration.float_edge_convs)
+        light = lighten.to_int8(fp32.proto, patches, ex.calibration.method, ex.calibration.float_edge_convs)
     set_metadata(light, build_metadata(meta, ex.opset, precision=kind))
     check_graph(light, ex.opset, f"variant {meta['variant']} ({kind})")
     blob = light.SerializeToString()
@@ -85,15 +83,15 @@ def _lighter(
     run = ort_runner(session)
     sr = outputs(run, split_inputs(pairs))
     psnr_val = split_psnr_y(sr, pairs, scale)
-    drop = base_psnr - psnr_val
+    drop = fp32.psnr_y - psnr_val
     limit = float(ex[f"{kind}_max_psnr_drop_db"])
     entry = {
         "providers": session.get_providers(),
         "psnr_y": round(psnr_val, 4),
         "psnr_y_drop_db": round(drop, 4),
         "max_psnr_drop_db": limit,
-        "max_abs_diff_vs_fp32": round(max(compare(fp32_test[k], sr[k])[0] for k in sr), 6),
-        "speed": benchmark(run, speed_x, scale, ex.speed.warmup, ex.speed.repeats),
+        "max_abs_diff_vs_fp32": round(max(compare(fp32.test_outputs[k], sr[k])[0] for k in sr), 6),
+        "speed": benchmark(run, fp32.speed_x, scale, ex.speed.warmup, ex.speed.repeats),
         "shipped": bool(drop <= limit),
         **file_info(blob),
     }
@@ -153,10 +151,10 @@ def export_variant(
         **file_info(blob),
     })
     ship = {"fp32": blob}
-    fp32_test = {k: ort_out[k] for k in tests}
+    fp32 = _Fp32(proto, meta, base_psnr, {k: ort_out[k] for k in tests}, pairs, speed_x)
     # fp16 is meant for GPU (CUDA when usable); int8 QDQ for the CPU provider.
     for kind, kind_providers, kind_patches in (("fp16", providers, None), ("int8", ["CPUExecutionProvider"], patches)):
-        sub, sub_blob = _lighter(kind, proto, meta, ex, base_psnr, fp32_test, pairs, speed_x, kind_providers, kind_patches)
+        sub, sub_blob = _lighter(kind, fp32, ex, kind_providers, kind_patches)
         entry[kind] = sub
         if sub_blob is not None:
             ship[kind] = sub_blob
@@ -195,7 +193,7 @@ def run_stage(cfg: DictConfig, root: Path) -> dict[str, Any]:
     providers = runtime.choose_providers(torch.cuda.is_available())
     data_dir = root / cfg.data.out_dir
     channels = int(cfg.data.channels)
-    pairs = load_pairs(data_dir / "test", channels, ex.test_images, int(cfg.degradation.scale))
+    pairs = list(islice(read_split(data_dir / "test", int(cfg.degradation.scale), channels), ex.test_images))
     patches = lighten.calibration_patches(
         data_dir / "train" / "lr", ex.calibration.patches, ex.calibration.patch_size, channels, ex.calibration.seed
     )

@@ -12,7 +12,6 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,8 +19,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from gensr.data.pairs import Pair
 from gensr.infer import session as runtime
-from gensr.io import BadImageError, MissingImagesError, list_images, read_image
 from gensr.metrics import psnr, psnr_y
 
 Array = np.ndarray
@@ -58,27 +57,6 @@ def random_inputs(shapes: Iterable[Iterable[int]], batches: Iterable[int], chann
         for n in batches:
             out[f"random_b{n}_{h}x{w}"] = rng.random((n, channels, h, w), dtype=np.float32)
     return out
-
-
-def load_pairs(
-    split_dir: Path, channels: int, limit: int | None = None, scale: int | None = None
-) -> list[tuple[str, Array, Array]]:
-    """(name, LR HxWxC, HR HxWxC) of a prepared split (`<split>/lr`, `<split>/hr`, same names);
-    with `scale`, each HR must be exactly scale x its LR."""
-    lr_files = list_images(split_dir / "lr")[:limit]
-    pairs = []
-    for lr_path in lr_files:
-        hr_path = split_dir / "hr" / lr_path.relative_to(split_dir / "lr")
-        if not hr_path.is_file():
-            raise MissingImagesError(f"{lr_path} has no HR partner {hr_path}; rerun the prepare stage "
-                                     "(dvc repro -f prepare)")
-        lr, hr = read_image(lr_path, channels), read_image(hr_path, channels)
-        if scale and hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
-            raise BadImageError(lr_path, f"LR is {lr.shape[1]}x{lr.shape[0]}, but its HR {hr_path.name} is "
-                                f"{hr.shape[1]}x{hr.shape[0]}, not x{scale}; was the data prepared with "
-                                "another degradation.scale?")
-        pairs.append((lr_path.stem, lr, hr))
-    return pairs
 
 
 def to_nchw(img: Array) -> Array:
@@ -132,12 +110,12 @@ def parity(
     }
 
 
-def split_inputs(pairs: list[tuple[str, Array, Array]]) -> dict[str, Array]:
+def split_inputs(pairs: list[Pair]) -> dict[str, Array]:
     """The test split's LR images as batch-1 NCHW inputs, keyed `test_<name>`."""
     return {f"test_{name}": to_nchw(lr) for name, lr, _ in pairs}
 
 
-def split_psnr_y(sr: dict[str, Array], pairs: list[tuple[str, Array, Array]], scale: int) -> float:
+def split_psnr_y(sr: dict[str, Array], pairs: list[Pair], scale: int) -> float:
     """Mean PSNR-Y (dB) of the SR outputs (keyed as `split_inputs`) against HR, `scale` pixels
     shaved (the papers' protocol)."""
     return float(np.mean([psnr_y(to_hwc(sr[f"test_{name}"]), hr, border=scale) for name, _, hr in pairs]))

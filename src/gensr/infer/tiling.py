@@ -1,5 +1,6 @@
-"""Tiled inference with feathered blending, shared by `gensr upscale`, `gensr sample` and the
-export stage's tiling check. Numpy only (torch-free).
+"""Tiled inference with feathered blending: the one tiler of gensr. `gensr upscale`, `gensr sample`,
+the export stage's tiling check and evaluation (its torch generator as the model callable) all
+run images through `upscale_array`. Numpy only (torch-free).
 
 Large images go through overlapping tiles (origins on a multiple of 8 pixels) feathered with
 linear ramps across the middle of each overlap into one preallocated float32 output; peak memory
@@ -12,6 +13,16 @@ import numpy as np
 # Tile origins are multiples of this: a network with stride-2 (or 4, 8) stages only computes the
 # same features for a tile as for the whole image when the tile keeps the image's sampling phase.
 ALIGN = 8
+
+
+def check_tiling(tile: int, overlap: int, names: tuple[str, str] = ("tile", "overlap")) -> None:
+    """ValueError, naming the settings as `names` says, unless `tile` is 0 (whole image) or larger
+    than `overlap` + ALIGN (room to round the tile starts down to the alignment)."""
+    if overlap < 0:
+        raise ValueError(f"{names[1]} {overlap}: must be >= 0")
+    if tile < 0 or (tile and tile <= overlap + ALIGN):
+        raise ValueError(f"{names[0]} {tile}: must be 0 (whole image) or larger than {names[1]} + {ALIGN} "
+                         f"= {overlap + ALIGN}")
 
 
 def tile_spans(length: int, tile: int, overlap: int, align: int = ALIGN) -> list[tuple[int, int]]:
@@ -56,20 +67,28 @@ def _ramps(spans: list[tuple[int, int]], length: int, scale: int) -> list[np.nda
     return [w / total[a * scale : a * scale + len(w)] for (a, _), w in zip(spans, weights)]
 
 
-def upscale_array(model, img: np.ndarray, scale: int, tile: int = 256, overlap: int = 16) -> np.ndarray:
+def upscale_array(
+    model, img: np.ndarray, scale: int, tile: int = 256, overlap: int = 16, *, with_origin: bool = False
+) -> np.ndarray:
     """HxWxC float32 [0, 1] -> (sH)x(sW)xC float32, tiled when larger than `tile` (0 = never).
 
-    `model` maps an NCHW float32 batch to its SR. Tiles are added straight into one float32
-    accumulator with separable weights that sum to 1 everywhere: no weight map, no tile copies.
+    `model(batch)` maps an NCHW float32 batch (one tile) to its SR, as a writable float32 array.
+    With `with_origin=True` it is called `model(batch, (y0, x0))`: the tile's top-left corner in
+    input pixels, both multiples of ALIGN ((0, 0) for an untiled image), so a model with inputs
+    tied to the image grid (gensr sample's noise) takes the slice at that position. Tiles are
+    added straight into one float32 accumulator with separable weights that sum to 1 everywhere:
+    no weight map, no tile copies. An image inside one tile goes through `model` whole, and its
+    output comes back unchanged (weights exactly 1).
     """
+    check_tiling(tile, overlap)
     h, w, c = img.shape
     out = np.zeros((h * scale, w * scale, c), np.float32)
     rows, cols = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)
     wy, wx = _ramps(rows, h, scale), _ramps(cols, w, scale)
     for (y0, th), ry in zip(rows, wy):
         for (x0, tw), rx in zip(cols, wx):
-            lr = img[y0 : y0 + th, x0 : x0 + tw].transpose(2, 0, 1)[None]
-            sr = model(np.ascontiguousarray(lr))[0].transpose(1, 2, 0)
+            lr = np.ascontiguousarray(img[y0 : y0 + th, x0 : x0 + tw].transpose(2, 0, 1)[None])
+            sr = (model(lr, (y0, x0)) if with_origin else model(lr))[0].transpose(1, 2, 0)
             if sr.shape[:2] != (th * scale, tw * scale):
                 raise RuntimeError(f"model returned {sr.shape[:2]} for a {th}x{tw} tile at scale {scale}")
             sr *= ry[:, None, None]

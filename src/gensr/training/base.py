@@ -150,7 +150,7 @@ class SRLightningBase(L.LightningModule):
 
     # ---- generator initialisation from a PSNR-trained model file ----------------------------
     def _init_generator(self, path: str) -> None:
-        from gensr.checkpoint import CheckpointMismatchError, load_model
+        from gensr.checkpoint import load_init
         from gensr.config import repo_root
 
         p = Path(path)
@@ -158,22 +158,7 @@ class SRLightningBase(L.LightningModule):
             p = repo_root() / p
         if not p.is_file():
             raise UserError(f"models.{self.variant}.init_from: {p} does not exist (train that variant first)")
-        src, meta = load_model(p, scale=self.scale, channels=self.channels)
-        want = plain(self.hparams["net"])
-        have = {k: v for k, v in torch.load(p, weights_only=True, map_location="cpu")["net"].items()}
-        # A deterministic autoencoder may initialise its variational twin (the VAE recipe of the
-        # `full` profile): same architecture, plus a log-variance head that keeps its own init.
-        to_vae = want.get("variational") and not have.get("variational")
-        strip = lambda cfg: {k: v for k, v in cfg.items() if k not in ("variational", "logvar_init")}  # noqa: E731
-        if (strip(have) != strip(want)) if to_vae else (have != want):
-            raise CheckpointMismatchError(
-                f"{p}: its generator ({have}) is not the architecture of models.{self.variant}.net ({want}); "
-                "init_from needs a model file of the same architecture"
-            )
-        missing, unexpected = self.net.load_state_dict(src.state_dict(), strict=not to_vae)
-        if unexpected or any(not k.startswith("to_logvar.") for k in missing):
-            raise CheckpointMismatchError(f"{p}: weights do not fit models.{self.variant}.net "
-                                          f"(missing {missing}, unexpected {unexpected})")
+        meta = load_init(self.net, p, f"models.{self.variant}.net", scale=self.scale, channels=self.channels)
         print(f"[{self.variant}] generator initialised from {p} (variant {meta.get('variant')})")
 
     # ---- optimisation ----------------------------------------------------------------------

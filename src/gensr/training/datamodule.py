@@ -12,7 +12,6 @@ per process); the pipeline checkpoints at every epoch end, which is what makes r
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -20,40 +19,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gensr.data.pairs import Pair, read_split
+from gensr.data.resize import bicubic_upscale
 from gensr.errors import UserError
-from gensr.io import list_images, read_image, to_uint8
+from gensr.io import to_uint8
 from gensr.metrics import psnr_y, ssim_y
 
 
-@dataclass
-class Pair:
-    name: str
-    hr: np.ndarray  # HxWxC uint8
-    lr: np.ndarray  # hxwxC uint8, h = H / scale
-
-
 def load_pairs(split_dir: Path, scale: int, channels: int) -> list[Pair]:
-    """Read every HR/LR pair of one split; clear errors for a missing split or a bad pair."""
-    hr_dir, lr_dir = split_dir / "hr", split_dir / "lr"
-    if not hr_dir.is_dir() or not lr_dir.is_dir():
-        raise UserError(
-            f"{split_dir} has no hr/ and lr/ folders: run the prepare stage first (dvc repro prepare)"
-        )
-    pairs = []
-    for hr_path in list_images(hr_dir):
-        rel = hr_path.relative_to(hr_dir)
-        lr_path = lr_dir / rel
-        if not lr_path.is_file():
-            raise UserError(f"{hr_path}: no LR partner {lr_path}; rerun the prepare stage (dvc repro -f prepare)")
-        hr = to_uint8(read_image(hr_path, channels))
-        lr = to_uint8(read_image(lr_path, channels))
-        if hr.shape[0] != lr.shape[0] * scale or hr.shape[1] != lr.shape[1] * scale:
-            raise UserError(
-                f"{lr_path}: LR {lr.shape[1]}x{lr.shape[0]} is not HR {hr.shape[1]}x{hr.shape[0]} / "
-                f"scale {scale}; was the data prepared with another degradation.scale?"
-            )
-        pairs.append(Pair(str(rel.with_suffix("")), hr, lr))
-    return pairs
+    """Every pair of one split, kept as uint8 (a quarter of float32's memory)."""
+    return [Pair(p.name, to_uint8(p.lr), to_uint8(p.hr)) for p in read_split(split_dir, scale, channels)]
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -135,15 +110,7 @@ def centre_crop(pair: Pair, max_side: int, scale: int) -> Pair:
     ch, cw = min(h, max_side // scale), min(w, max_side // scale)
     y, x = (h - ch) // 2, (w - cw) // 2
     s = scale
-    return Pair(pair.name, pair.hr[y * s : (y + ch) * s, x * s : (x + cw) * s], pair.lr[y : y + ch, x : x + cw])
-
-
-def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
-    """The baseline every SR model must beat: MATLAB-style bicubic upscale (the prepare stage's
-    imresize, i.e. the benchmark tables' bicubic), quantised to 8 bits as a saved image would be."""
-    from gensr.data.resize import imresize
-
-    return to_uint8(np.clip(imresize(lr.astype(np.float64) / 255.0, scale=scale), 0.0, 1.0))
+    return Pair(pair.name, pair.lr[y : y + ch, x : x + cw], pair.hr[y * s : (y + ch) * s, x * s : (x + cw) * s])
 
 
 class ValDataset(Dataset):

@@ -2,23 +2,27 @@
 variant), through Lightning's MLFlowLogger so DDP logs from rank 0 only.
 
 The run gets: the resolved config flattened as params (+ the whole YAML as `config.yaml`, since
-MLflow truncates long values), tags (git commit, stage=train, variant, data manifest hash, config
-hash), every loss term per step, val PSNR/SSIM-Y and LR, image grids, the best checkpoint and
+MLflow truncates long values), tags (`gensr.tracking.run_tags`: stage=train and the variant; git
+commit, data manifest hash, config hash), the prepared data as its dataset input (the UI's Dataset
+column), every loss term per step, val PSNR/SSIM-Y and LR, image grids, the best checkpoint and
 model.pt. Its id is written into model.pt and metrics.json so evaluate/export log onto it.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 
 from gensr.config import tracking_uri
+from gensr.tracking import configure, find_run
 
 
 def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
@@ -53,24 +57,36 @@ def prepare_tracking(experiment: str, timeout_s: float, root: Path | None = None
     """Fail fast on an unreachable server and create the experiment with its artifacts beside the
     checkout's SQLite database, never inside a queued experiment's temporary copy (gensr.tracking).
     Returns the tracking URI."""
-    from gensr.tracking import configure
-
     configure(experiment, root, timeout_s)
     return tracking_uri(root)
 
 
 def existing_run(uri: str, run_id: str | None) -> str | None:
     """run_id if that run exists in this tracking store (a resumed run continues it), else None."""
-    if not run_id:
-        return None
     from mlflow.tracking import MlflowClient
 
-    try:
-        MlflowClient(uri).get_run(run_id)
-    except Exception:
+    if run_id and find_run(MlflowClient(uri), run_id) is None:
         print(f"note: MLflow run {run_id} of the checkpoint is not in {uri}; logging to a new run")
         return None
-    return run_id
+    return run_id or None
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The prepare stage's output a run trains on, logged as the run's MLflow dataset input."""
+
+    path: Path
+    scale: int
+    manifest_hash: str
+
+    def log_to(self, client, run_id: str) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        # MLflow's digest column holds 36 characters: the manifest hash's first 36 hex digits.
+        data = Dataset(name=f"prepared-x{self.scale}", digest=self.manifest_hash[:36], source_type="local",
+                       source=json.dumps({"uri": Path(self.path).resolve().as_uri()}))
+        client.log_inputs(run_id, datasets=[DatasetInput(data, [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
 
 
 def make_logger(uri: str, experiment: str, variant: str, run_id: str | None, tags: Mapping[str, str]):
@@ -98,11 +114,12 @@ def make_logger(uri: str, experiment: str, variant: str, run_id: str | None, tag
 
 
 class RunSetup(L.Callback):
-    """At fit start on rank 0: params, tags and the YAML config onto the run (also on a resume,
-    with identical values, which MLflow accepts)."""
+    """At fit start on rank 0: params, tags, the YAML config and the dataset input onto the run
+    (also on a resume, with identical values, which MLflow accepts)."""
 
-    def __init__(self, params: Mapping[str, Any], tags: Mapping[str, str], config_yaml: str):
-        self.params, self.tags, self.config_yaml = dict(params), dict(tags), config_yaml
+    def __init__(self, params: Mapping[str, Any], tags: Mapping[str, str], config_yaml: str,
+                 data: PreparedData | None = None):
+        self.params, self.tags, self.config_yaml, self.data = dict(params), dict(tags), config_yaml, data
 
     def on_fit_start(self, trainer, pl_module) -> None:
         logger = trainer.logger
@@ -117,6 +134,8 @@ class RunSetup(L.Callback):
             client.log_batch(run_id, params=params[i : i + 100])
         client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in self.tags.items()])
         client.log_text(run_id, self.config_yaml, "config.yaml")
+        if self.data is not None:
+            self.data.log_to(client, run_id)
 
 
 @contextmanager

@@ -25,13 +25,15 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from gensr.checkpoint import CheckpointMismatchError, save_model
+from gensr.checkpoint import CheckpointMismatchError
 from gensr.config import repo_root
 from gensr.errors import UserError
-from gensr.io import atomic_write_json, sha256_file
+from gensr.io import sha256_file
 from gensr.schema import for_variant, require_variant, validate
+from gensr.tracking import run_tags
 from gensr.training import mlflow_logging as ml
 from gensr.training.base import plain
+from gensr.training.outputs import FinishedRun, write_outputs
 
 # trainer-group keys gensr interprets itself; everything else goes to lightning.Trainer as is
 OWN_KEYS = ("max_steps", "val_check_interval", "gradient_clip_val", "resume", "channels_last", "compile", "threads")
@@ -235,7 +237,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
     log_cfg = eff["logger"]
     uri = ml.prepare_tracking(log_cfg["experiment"], float(log_cfg.get("connect_timeout_s", 20)), root)
     run_id = ml.existing_run(uri, run_id)
-    tags = {"stage": "train", "variant": variant, "git_commit": ml.git_commit(root),
+    tags = {**run_tags("train", variant), "git_commit": ml.git_commit(root),
             "data_manifest_hash": manifest, "config_hash": chash}
     if init_path is not None:
         tags.update({"init_from": str(init_path), "init_from_sha256": init_digest})
@@ -255,7 +257,8 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
               **ml.flatten(eff["data"], "data."), **ml.flatten(eff["degradation"], "degradation."),
               "total_steps": eff["total_steps"], "steps_per_epoch": eff["steps_per_epoch"]}
     callbacks = [ema, run_info, history, ImageGrid(log_cfg.get("image_every_n_epochs", 1)),
-                 ml.RunSetup(params, tags, OmegaConf.to_yaml(cfg)), best, last, *(extra_callbacks or [])]
+                 ml.RunSetup(params, tags, OmegaConf.to_yaml(cfg), ml.PreparedData(prepared, scale, manifest)),
+                 best, last, *(extra_callbacks or [])]
 
     passthrough = {k: v for k, v in tr.items() if k not in OWN_KEYS}
     passthrough["precision"] = _precision(tr)
@@ -276,37 +279,6 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
             raise KeyboardInterrupt(f"{variant}: training interrupted; rerun to resume from {ckpt_dir / 'last.ckpt'}")
         if not trainer.is_global_zero:
             return {}
-        return _write_outputs(module, ema, run_info, history, best, logger, datamodule, eff, chash, manifest,
-                              models_dir, root, time.monotonic() - t0)
+        return write_outputs(FinishedRun(eff, module, datamodule, ema, run_info, history, best, logger,
+                                         chash, manifest, root, t0))
 
-
-def _write_outputs(module, ema, run_info, history, best, logger, datamodule, eff, chash, manifest,
-                   models_dir: Path, root: Path, wall: float) -> dict[str, Any]:
-    variant = eff["variant"]
-    r = module.val_results
-    run_id = logger.run_id
-    metrics = {
-        "val_psnr_y": r["val/psnr_y"], "val_ssim_y": r["val/ssim_y"],
-        "bicubic_psnr_y": datamodule.bicubic_psnr_y, "bicubic_ssim_y": datamodule.bicubic_ssim_y,
-        "delta": r["val/psnr_y"] - datamodule.bicubic_psnr_y,
-        "best_val_psnr_y": float(best.best_model_score) if best.best_model_score is not None else r["val/psnr_y"],
-        "steps": module.iteration, "seconds": round(run_info.seconds(), 1), "mlflow_run_id": run_id,
-    }
-    meta = {
-        "variant": variant, "scale": module.scale, "channels": module.channels, "mlflow_run_id": run_id,
-        "manifest_hash": manifest, "git_commit": ml.git_commit(root), "config_hash": chash,
-        "val_psnr_y": metrics["val_psnr_y"], "val_ssim_y": metrics["val_ssim_y"],
-        "bicubic_psnr_y": metrics["bicubic_psnr_y"], "steps": module.iteration, "ema": ema.enabled,
-    }
-    model_pt = save_model(models_dir / "model.pt", plain(eff["model"]["net"]), ema.ema_state_dict(module), meta)
-    metrics_json = atomic_write_json(models_dir / "metrics.json", metrics)
-    history.write()
-    ml.log_outputs(
-        logger, {"model": model_pt, "checkpoints": Path(best.best_model_path or ""), "metrics": metrics_json,
-                 "history": history.path},
-        {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, module.iteration,
-    )
-    print(f"[{variant}] done: val PSNR-Y {metrics['val_psnr_y']:.2f} dB vs bicubic {metrics['bicubic_psnr_y']:.2f} "
-          f"({metrics['delta']:+.2f}), SSIM-Y {metrics['val_ssim_y']:.4f}, {metrics['steps']} steps, "
-          f"{metrics['seconds']:.0f} s training, {wall:.0f} s total -> {model_pt}", flush=True)
-    return metrics

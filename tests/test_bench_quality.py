@@ -1,0 +1,80 @@
+"""bench/quality.py --eval NAME=FOLDER: any folder of HR images scored with the Set5/Set14 protocol,
+beside them (a tiny model rescored with --score-only: no training, seconds on a CPU)."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import eval_fixtures as fx
+from gensr.checkpoint import load_model
+from gensr.data.ops import modcrop
+from gensr.data.resize import bicubic_upscale
+from gensr.evaluate.inference import upscale
+from gensr.evaluate.sets import bicubic_degrade
+from gensr.io import read_image, to_uint8
+from gensr.metrics import psnr_y, ssim_y
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "bench" / "quality.py")
+quality = importlib.util.module_from_spec(_spec)
+sys.modules["bench_quality"] = quality  # its dataclasses look their module up while it loads
+_spec.loader.exec_module(quality)
+
+
+def _benchmark(folder: Path, photos: list[tuple[str, int, int]], standard_lr: bool) -> None:
+    """HR images of odd sizes; with `standard_lr`, LR_bicubic/X2 files as the published sets have."""
+    for name, h, w in photos:
+        hr = fx.photo(name, h, w)
+        (folder / "HR").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(hr).save(folder / "HR" / f"{name}.png")
+        if standard_lr:
+            lr = to_uint8(bicubic_degrade(modcrop(hr, 2).astype(np.float32) / 255, 2))
+            (folder / "LR_bicubic" / "X2").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(lr).save(folder / "LR_bicubic" / "X2" / f"{name}x2.png")
+
+
+def test_eval_folder_is_scored_with_the_benchmark_protocol(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    bench = tmp_path / "benchmarks"
+    _benchmark(bench / "Set5", [("rocket", 41, 38)], standard_lr=True)
+    _benchmark(bench / "Set14", [("coffee", 36, 45)], standard_lr=True)
+    mine = tmp_path / "mine"
+    _benchmark(mine, [("astronaut", 45, 39), ("chelsea", 38, 50)], standard_lr=False)
+    work = tmp_path / "work"
+    model = fx.write_model(work / "ae-full-x2" / "models", "ae", 2, kind="gan")  # a sharpening net, not bicubic
+    (model.parent / "metrics.json").write_text(json.dumps({"steps": 4, "seconds": 1.0, "val_psnr_y": 30.0}))
+
+    argv = ["--photos", str(tmp_path), "--benchmarks", str(bench), "--variant", "ae", "--scales", "2",
+            "--work", str(work), "--score-only", "--eval", f"Mine={mine / 'HR'}"]
+    assert quality.main(argv) == 0
+    result = json.loads((work / "quality-ae-full-x2.json").read_text())["results"][0]
+    assert set(result["sets"]) == set(result["bicubic"]) == {"Set5", "Set14", "Mine"}
+
+    # The protocol by hand: HR modcropped, LR = the project's MATLAB bicubic of it, PSNR/SSIM on Y
+    # with `scale` pixels shaved; bicubic = the project's one baseline.
+    net = load_model(model, scale=2, channels=3)[0].eval()
+    hrs = [modcrop(read_image(p), 2) for p in sorted((mine / "HR").glob("*.png"))]
+    lrs = [bicubic_degrade(hr, 2) for hr in hrs]
+    for method, run in (("sets", lambda lr: upscale(net, lr, 2)), ("bicubic", lambda lr: bicubic_upscale(lr, 2))):
+        srs = [run(lr) for lr in lrs]
+        got = result[method]["Mine"]
+        assert got["psnr_y"] == pytest.approx(np.mean([psnr_y(sr, hr, 2) for sr, hr in zip(srs, hrs)]), abs=1e-6)
+        assert got["ssim_y"] == pytest.approx(np.mean([ssim_y(sr, hr, 2) for sr, hr in zip(srs, hrs)]), abs=1e-6)
+    assert abs(result["sets"]["Mine"]["psnr_y"] - result["bicubic"]["Mine"]["psnr_y"]) > 0.05
+    table = capsys.readouterr().out
+    assert "| Set5 x2 PSNR/SSIM-Y (Δ bicubic), hf | Set14 x2 PSNR/SSIM-Y (Δ bicubic), hf | Mine x2" in table
+    mine_psnr = f"{result['sets']['Mine']['psnr_y']:.2f} / {result['sets']['Mine']['ssim_y']:.4f}"
+    assert mine_psnr in table
+
+
+def test_bad_eval_entries_are_refused(tmp_path):
+    with pytest.raises(SystemExit, match="expected NAME=FOLDER"):
+        quality.scored_sets(tmp_path, [str(tmp_path)])
+    with pytest.raises(SystemExit, match="no such folder"):
+        quality.scored_sets(tmp_path, [f"Gone={tmp_path / 'gone'}"])
+    with pytest.raises(SystemExit, match="the name set5 is taken"):
+        quality.scored_sets(tmp_path, [f"set5={tmp_path}"])
