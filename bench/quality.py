@@ -31,8 +31,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))  # scoring beside this file, however it is loaded
 
-SETS = ("Set5", "Set14")
+from scoring import ScoredSet, bicubic_upscaler, score, scored_sets, torch_upscaler  # noqa: E402
+
 # Published PSNR-Y (the shared benchmarks' README): (method, params, {(set, scale): dB}).
 REFERENCE = [
     ("bicubic (published)", "-", {("Set5", 2): 33.66, ("Set14", 2): 30.24, ("Set5", 4): 28.42, ("Set14", 4): 26.00}),
@@ -79,63 +81,6 @@ def seconds_per_step(eff: dict, prepared: Path, probe_steps: int = 25, skip: int
     )
     trainer.fit(build_module(eff), datamodule=build_datamodule(eff, prepared))
     return (clock.t1 - clock.t0) / (probe_steps - skip)
-
-
-@dataclass(frozen=True)
-class ScoredSet:
-    """A folder of HR images scored for the table; a benchmark (Set5/Set14) must have its standard
-    LR_bicubic files beside it, an --eval folder gets the project's MATLAB bicubic when it has none."""
-
-    name: str
-    hr_dir: Path
-    benchmark: bool = False
-
-
-def scored_sets(benchmarks: Path, evals: list[str]) -> list[ScoredSet]:
-    """Set5 and Set14 of --benchmarks, then each --eval NAME=FOLDER; a bad entry is an error."""
-    sets = [ScoredSet(name, benchmarks / name / "HR", benchmark=True) for name in SETS]
-    for entry in evals:
-        name, sep, folder = entry.partition("=")
-        name, path = name.strip(), Path(folder).expanduser().resolve()
-        if not sep or not name or not folder:
-            raise SystemExit(f"error: --eval {entry!r}: expected NAME=FOLDER")
-        if any(s.name.lower() == name.lower() for s in sets):
-            raise SystemExit(f"error: --eval {entry!r}: the name {name} is taken")
-        if not path.is_dir():
-            raise SystemExit(f"error: --eval {entry!r}: {path}: no such folder")
-        sets.append(ScoredSet(name, path))
-    return sets
-
-
-def score(model_file: Path | None, sets: list[ScoredSet], scale: int, ensemble: bool = False) -> dict[str, dict[str, float]]:
-    """{set: {psnr_y, ssim_y, hf_ratio}} of a model file (x8 self-ensemble if asked), or of the
-    bicubic baseline when model_file is None."""
-    import numpy as np
-
-    from gensr.checkpoint import load_model
-    from gensr.data.resize import bicubic_upscale
-    from gensr.evaluate.inference import upscale, upscale_self_ensemble
-    from gensr.evaluate.sets import EvalSet, slug
-    from gensr.evaluate.texture import hf_ratio
-    from gensr.metrics import psnr_y, ssim_y
-
-    net = load_model(model_file, scale=scale, channels=3)[0].eval() if model_file else None
-    out = {}
-    for s in sets:
-        if not s.hr_dir.is_dir():
-            raise FileNotFoundError(f"{s.hr_dir}: no such folder (--benchmarks should hold Set5/HR and Set14/HR)")
-        rows = []
-        for pair, lr_source in EvalSet(slug(s.name), s.hr_dir, "benchmark").pairs(scale, 3):
-            if s.benchmark and lr_source != "LR_bicubic":
-                raise FileNotFoundError(f"{s.hr_dir.parent}: no LR_bicubic/X{scale}/{pair.name}x{scale}.png")
-            if net is None:
-                sr = bicubic_upscale(pair.lr, scale)
-            else:
-                sr = (upscale_self_ensemble if ensemble else upscale)(net, pair.lr, scale)
-            rows.append((psnr_y(sr, pair.hr, scale), ssim_y(sr, pair.hr, scale), hf_ratio(sr, pair.hr, scale)))
-        psnr, ssim, hf = np.mean(rows, axis=0)
-        out[s.name] = {"psnr_y": float(psnr), "ssim_y": float(ssim), "hf_ratio": float(hf)}
-    return out
 
 
 @dataclass(frozen=True)
@@ -208,8 +153,9 @@ def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
         raise FileNotFoundError(f"{model_file}: no trained model (run without --score-only first)")
     metrics = json.loads((run_dir / "models" / args.variant / "metrics.json").read_text())
     t = time.perf_counter()
-    result, bicubic = score(model_file, sets, scale), score(None, sets, scale)
-    ensemble = score(model_file, sets, scale, ensemble=True) if args.self_ensemble else None
+    result = score(torch_upscaler(model_file, scale), sets, scale)
+    bicubic = score(bicubic_upscaler(scale), sets, scale)
+    ensemble = score(torch_upscaler(model_file, scale, ensemble=True), sets, scale) if args.self_ensemble else None
     print(f"[{run_dir.name}] scored {'/'.join(s.name for s in sets)} in {time.perf_counter() - t:.0f} s", flush=True)
     state = torch.load(model_file, weights_only=True)["state_dict"]
     return {

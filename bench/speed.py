@@ -1,12 +1,14 @@
 """Speed figures of gensr, each a ratio measured in one run on the same model and inputs.
 
-    python bench/speed.py [--only a b c d e] [--quick]
+    python bench/speed.py [--only a b c d e f] [--quick] [--exports DIR --models DIR --benchmarks DIR]
 
 (a) Lightning training steps/s vs a plain PyTorch loop               target >= 0.95
 (b) ONNX Runtime (CPU provider) vs torch eager, output MP/s (+ int8)   target >= 1.3
 (c) `gensr upscale` to a 3840x2160 output: wall time, peak RSS        target < 2 GiB
 (d) prepare stage throughput, 2 workers vs 1                          target >= 1.7
 (e) GFLOPs per output megapixel; fraction of this CPU's matmul peak reached by torch / ORT
+(f) deployment table: per shipped variant, ORT CPU fp32 / int8 output MP/s beside its Set5/Set14
+    PSNR-Y gain over bicubic (bench/deploy_table.py)
 
 Every figure is a ratio of timings that other load on the machine distorts: run it on a quiet
 machine. --quick shrinks sizes and repeats to a smoke test whose numbers mean nothing; it writes
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # speed_inputs beside this file, however it is loaded
+import deploy_table  # noqa: E402
 import speed_inputs as inputs  # noqa: E402
 from speed_inputs import (ROOT, SPEEDS, count_flops, inference_speed, mpix_per_s, onnx_fp32,  # noqa: E402
                           photo, sr_net, steady_rate)
@@ -206,32 +209,39 @@ def section_e(cfg: dict, say) -> list:
             (f"(e) ORT fraction of peak, x2 {w}x{h}", round(frac["fp32"], 4), "(info)", None)]
 
 
-SECTIONS = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e}
+SECTIONS = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
+            "f": deploy_table.section_f}
 
 
-def machine() -> dict:
+def machine(argv: list[str]) -> dict:
     import onnxruntime
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": " ".join([Path(sys.executable).name, *sys.argv]), "torch": torch.__version__,
+            "command": " ".join([Path(sys.executable).name, sys.argv[0], *argv]), "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "cpu": cpu, "logical_cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "load_average_start": round(os.getloadavg()[0], 2)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=sorted(SECTIONS))
     ap.add_argument("--model", default=inputs.MODEL_PATTERN,
                     help="ae_res model file, {scale} replaced (e.g. bench/runs/ae_res-full-x{scale}/models/ae_res/model.pt)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and repeats: a smoke test, not figures")
-    args = ap.parse_args()
+    where = deploy_table.Where()
+    for name, default, what in (("exports", where.exports, "the export stage's <variant>/model.onnx folders"),
+                                ("models", where.models, "the trained <variant>/model.pt (params, GFLOPs)"),
+                                ("benchmarks", where.benchmarks, "Set5/ and Set14/ (HR + LR_bicubic)")):
+        ap.add_argument(f"--{name}", type=Path, default=default, help=f"(f) {what} (default {default})")
+    args = ap.parse_args(argv)
     inputs.MODEL_PATTERN = args.model
-    cfg = QUICK if args.quick else FULL
+    where = deploy_table.Where(args.exports.resolve(), args.models.resolve(), args.benchmarks.resolve())
+    cfg = {**(QUICK if args.quick else FULL), "where": where, "tables": {}}  # sections may add a table
     if args.quick:  # one thread: under load, a second OpenMP thread mostly spins waiting for its peer
         torch.set_num_threads(1)
-    info = machine()
+    info = machine(sys.argv[1:] if argv is None else argv)
     print(" | ".join(f"{k}: {v}" for k, v in info.items()), flush=True)
     rows, errors, lines = [], {}, []
 
@@ -254,14 +264,18 @@ def main() -> int:
     print(f"{info['date']} · `{info['command']}` · torch {info['torch']} · onnxruntime {info['onnxruntime']} · "
           f"{info['cpu']} · {info['torch_threads']} threads · load average {info['load_average_start']} -> "
           f"{info['load_average_end']}\n")
-    print("| figure | value | target | met |\n|---|---|---|---|")
+    if rows or errors:  # (f) alone has only its table
+        print("| figure | value | target | met |\n|---|---|---|---|")
     for name, value, target, ok in rows:
         print(f"| {name} | {value} | {target} | {met(ok)} |")
     for key, err in errors.items():
         print(f"| ({key}) failed | {err.splitlines()[0][:120]} | | no |")
+    for name, table in cfg["tables"].items():
+        print(f"\n### {table.get('title', name)}\n\n{table['markdown']}")
     out = ROOT / "bench" / "runs" / ("speed-quick.json" if args.quick else "speed.json")
     atomic_write_json(out, {**info, "quick": args.quick, "sections": args.only, "errors": errors, "lines": lines,
-                            "figures": [dict(zip(("figure", "value", "target", "met"), r)) for r in rows]})
+                            "figures": [dict(zip(("figure", "value", "target", "met"), r)) for r in rows],
+                            "tables": cfg["tables"]})
     print(f"\nwrote {out.relative_to(ROOT)}")
     return 1 if errors else 0
 

@@ -7,6 +7,7 @@
   strength is its one parameter — so "sharper but not the best PSNR" variants exist without training
   (saved as gensr's `LinearUpsample`: every model file loads without tests/ on sys.path);
 - models/<v>/history.csv like the train stage's;
+- `write_benchmark`: a Set5/Set14-like folder (HR/, LR_bicubic/X2/);
 - an MLflow SQLite store with a finished "training run" for the variants that have one;
 - `dead_leaves`: a synthetic natural-like texture for the texture-metric tests.
 """
@@ -51,6 +52,22 @@ def photo(name: str, h: int, w: int) -> np.ndarray:
     img = getattr(data, name)()[:, :, :3]
     y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
     return np.ascontiguousarray(img[y : y + h, x : x + w])
+
+
+def write_benchmark(folder: Path, photos: list[tuple[str, int, int]], standard_lr: bool = True) -> None:
+    """HR/ images (photo crops of odd sizes) as Set5/Set14 lay them out; with `standard_lr`, the
+    LR_bicubic/X2 files the published sets have (the project's MATLAB bicubic of the modcropped HR)."""
+    from gensr.data.ops import modcrop
+    from gensr.io import to_uint8
+
+    for name, h, w in photos:
+        hr = photo(name, h, w)
+        (folder / "HR").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(hr).save(folder / "HR" / f"{name}.png")
+        if standard_lr:
+            lr = to_uint8(bicubic_degrade(modcrop(hr, 2).astype(np.float32) / 255, 2))
+            (folder / "LR_bicubic" / "X2").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(lr).save(folder / "LR_bicubic" / "X2" / f"{name}x2.png")
 
 
 def write_split(prepared: Path, scale: int, split: str = "test") -> list[str]:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import eval_fixtures as fx
 from gensr.checkpoint import load_model
@@ -15,7 +14,7 @@ from gensr.data.ops import modcrop
 from gensr.data.resize import bicubic_upscale
 from gensr.evaluate.inference import upscale
 from gensr.evaluate.sets import bicubic_degrade
-from gensr.io import read_image, to_uint8
+from gensr.io import read_image
 from gensr.metrics import psnr_y, ssim_y
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,25 +24,13 @@ sys.modules["bench_quality"] = quality  # its dataclasses look their module up w
 _spec.loader.exec_module(quality)
 
 
-def _benchmark(folder: Path, photos: list[tuple[str, int, int]], standard_lr: bool) -> None:
-    """HR images of odd sizes; with `standard_lr`, LR_bicubic/X2 files as the published sets have."""
-    for name, h, w in photos:
-        hr = fx.photo(name, h, w)
-        (folder / "HR").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(hr).save(folder / "HR" / f"{name}.png")
-        if standard_lr:
-            lr = to_uint8(bicubic_degrade(modcrop(hr, 2).astype(np.float32) / 255, 2))
-            (folder / "LR_bicubic" / "X2").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(lr).save(folder / "LR_bicubic" / "X2" / f"{name}x2.png")
-
-
 def test_eval_folder_is_scored_with_the_benchmark_protocol(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     bench = tmp_path / "benchmarks"
-    _benchmark(bench / "Set5", [("rocket", 41, 38)], standard_lr=True)
-    _benchmark(bench / "Set14", [("coffee", 36, 45)], standard_lr=True)
+    fx.write_benchmark(bench / "Set5", [("rocket", 41, 38)], standard_lr=True)
+    fx.write_benchmark(bench / "Set14", [("coffee", 36, 45)], standard_lr=True)
     mine = tmp_path / "mine"
-    _benchmark(mine, [("astronaut", 45, 39), ("chelsea", 38, 50)], standard_lr=False)
+    fx.write_benchmark(mine, [("astronaut", 45, 39), ("chelsea", 38, 50)], standard_lr=False)
     work = tmp_path / "work"
     model = fx.write_model(work / "ae-full-x2" / "models", "ae", 2, kind="gan")  # a sharpening net, not bicubic
     (model.parent / "metrics.json").write_text(json.dumps({"steps": 4, "seconds": 1.0, "val_psnr_y": 30.0}))
