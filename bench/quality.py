@@ -11,10 +11,19 @@ Set5/Set14: HR modcropped, LR = the project's MATLAB-exact bicubic of it (gensr.
 reproduces the LR_bicubic files bit for bit; standard LR_bicubic/X<scale> files beside the folder
 are used when present), Y channel, `scale` pixels shaved.
 
-The budget is training wall-clock. The step count is derived from it, not a timer that cuts
-training short: a short Lightning run of the real module and data measures seconds per step,
-`trainer.max_steps` is set to what fits (so warm-up, cosine and the L1->MSE switch span the whole
-budget), and Lightning's `max_time` stops the run at the budget should the machine slow down.
+The budget is training wall-clock, and a budgeted run ends its schedule inside it: the step
+count is derived from the budget, not a timer that cuts training short, so warm-up, cosine and the
+L1->MSE switch span the whole run. The rule (`planned_steps`):
+
+    steps = SAFETY x f_optim x budget / t_optim
+
+t_optim: seconds per optimisation step (on_train_batch_start -> end, as gensr.training.timing
+counts them), measured by a short Lightning run of the real module and data. f_optim: the share of
+a real run's wall time in optimisation steps (the rest: validation, EMA, checkpoints, logging, the
+loader), read from the timings.json of an earlier run (`--timings`, default: this run folder's
+previous run, e.g. the first run of a profile calibrates the next), else DEFAULT_OPTIM_FRACTION.
+Lightning's `max_time` still stops a run at the budget should the machine slow down; the results
+then say the schedule did not complete (steps done < planned).
 Everything lands in --work (default bench/runs/): prepared pairs, models, checkpoints, and
 results.json; MLflow runs go to experiment `gensr-bench` of the usual tracking store.
 """
@@ -53,23 +62,49 @@ def device_name() -> str:
     return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
 
 
+# The share of wall time in optimisation steps when no earlier run's timings.json is at hand:
+# ae_res x2 full on 2 CPU cores, 390 ms/step probed vs 465 ms/step over the whole run (that probe
+# also counted the loader gap, a few ms with one loader process).
+DEFAULT_OPTIM_FRACTION = 0.84
+SAFETY = 0.97  # room for the machine's drift over an hour
+
+
+def planned_steps(budget_s: float, optim_s_per_step: float, optim_fraction: float) -> int:
+    """Training steps whose optimisation, plus the overhead a real run adds around it, fit the budget."""
+    return max(int(SAFETY * optim_fraction * budget_s / optim_s_per_step), 10)
+
+
+def optim_fraction(timings: Path | None) -> tuple[float, str]:
+    """(share of wall time in optimisation steps, where it comes from): an earlier run's timings.json."""
+    if timings is not None and timings.is_file():
+        return float(json.loads(timings.read_text())["fractions"]["optim"]), str(timings)
+    return DEFAULT_OPTIM_FRACTION, "DEFAULT_OPTIM_FRACTION (no timings.json of an earlier run)"
+
+
 def seconds_per_step(eff: dict, prepared: Path, probe_steps: int = 25, skip: int = 5) -> float:
-    """Median-free simple timing of `probe_steps` real training iterations (the variant's module,
-    datamodule, optimiser, clipping, precision), after `skip` warm-up iterations."""
+    """Mean seconds per optimisation step (on_train_batch_start -> end, as timings.json's optim phase)
+    of `probe_steps` real training iterations (the variant's module, datamodule, optimiser, clipping,
+    precision), after `skip` warm-up iterations."""
     import lightning as L
+    import torch
 
     from gensr.training.run import _precision, build_datamodule, build_module
 
     class Clock(L.Callback):
         def __init__(self):
-            self.t0 = self.t1 = 0.0
+            self.t0, self.total, self.n = 0.0, 0.0, 0
+
+        def now(self, module) -> float:
+            if module.device.type == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter()
 
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            if batch_idx == skip:
-                self.t0 = time.perf_counter()
+            self.t0 = self.now(module)
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            self.t1 = time.perf_counter()
+            if batch_idx >= skip:
+                self.total, self.n = self.total + self.now(module) - self.t0, self.n + 1
 
     eff = {**eff, "steps_per_epoch": probe_steps, "total_steps": probe_steps}
     clock = Clock()
@@ -80,7 +115,7 @@ def seconds_per_step(eff: dict, prepared: Path, probe_steps: int = 25, skip: int
         enable_model_summary=False, callbacks=[clock], use_distributed_sampler=False,
     )
     trainer.fit(build_module(eff), datamodule=build_datamodule(eff, prepared))
-    return (clock.t1 - clock.t0) / (probe_steps - skip)
+    return clock.total / clock.n
 
 
 @dataclass(frozen=True)
@@ -91,6 +126,7 @@ class TrainedRun:
     overrides: list[str]
     ms_per_step: float | None = None  # the probe's figure (None: rescored with --score-only)
     steps: int | None = None          # the planned steps
+    optim_fraction: float | None = None  # the share of wall time in optimisation the plan assumed
 
 
 def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path) -> dict:
@@ -125,9 +161,10 @@ def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path)
 
         torch.set_num_threads(int(eff["trainer"]["threads"]))
     sps = seconds_per_step(eff, Path(cfg.data.out_dir))
-    # Validation, checkpoints, EMA, logging and the loader process are not in the probe: measured
-    # on 2 cores they add ~12% (ae_res x2: 390 ms/step probed, 434 ms/step over the real run).
-    steps = max(int(0.86 * budget_s / sps), 10)
+    # an earlier run's share of wall time in optimisation (this folder's: read before training rewrites it)
+    timings = Path(str(args.timings).replace("{scale}", str(scale))) if args.timings else None
+    fraction, source = optim_fraction(timings or work / tag / "models" / args.variant / "timings.json")
+    steps = planned_steps(budget_s, sps, fraction)
     # Whole validation intervals only: the run is epochs x interval steps (gensr.training.run).
     # At least 4 validations: a run that `max_time` stops early still has a scored checkpoint.
     interval = min(int(eff["trainer"]["val_check_interval"]), max(steps // 4, 1))
@@ -135,12 +172,14 @@ def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path)
     with open_dict(cfg):  # the shared keys replace any per-variant mapping (gensr.schema)
         cfg.trainer.max_steps, cfg.trainer.val_check_interval = steps, interval
         cfg.trainer.max_time = {"seconds": int(budget_s)}
-    print(f"[{tag}] {sps * 1e3:.0f} ms/step measured -> {steps} steps in the {args.budget_min:g}-minute budget",
-          flush=True)
+    print(f"[{tag}] {sps * 1e3:.0f} ms per optimisation step measured, {fraction:.1%} of the wall in optimisation "
+          f"({source}) -> {steps} steps in the {args.budget_min:g}-minute budget", flush=True)
     t = time.perf_counter()
-    train(cfg, root=work / tag)
-    print(f"[{tag}] trained in {time.perf_counter() - t:.0f} s", flush=True)
-    return scored(args, scale, sets, TrainedRun(work / tag, overrides, round(sps * 1e3, 1), steps))
+    done = train(cfg, root=work / tag)
+    ended = "completed" if done.get("steps", 0) >= steps else "NOT completed (max_time stopped it)"
+    print(f"[{tag}] trained in {time.perf_counter() - t:.0f} s: schedule {ended}, {done.get('steps')}/{steps} steps",
+          flush=True)
+    return scored(args, scale, sets, TrainedRun(work / tag, overrides, round(sps * 1e3, 1), steps, fraction))
 
 
 def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
@@ -152,6 +191,8 @@ def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
     if not model_file.is_file():
         raise FileNotFoundError(f"{model_file}: no trained model (run without --score-only first)")
     metrics = json.loads((run_dir / "models" / args.variant / "metrics.json").read_text())
+    timings_json = run_dir / "models" / args.variant / "timings.json"
+    timings = json.loads(timings_json.read_text()) if timings_json.is_file() else {}
     t = time.perf_counter()
     result = score(torch_upscaler(model_file, scale), sets, scale)
     bicubic = score(bicubic_upscaler(scale), sets, scale)
@@ -161,6 +202,9 @@ def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
     return {
         "variant": args.variant, "profile": args.profile, "scale": scale, "budget_min": args.budget_min,
         "steps": int(metrics["steps"]), "planned_steps": run.steps, "ms_per_step_probe": run.ms_per_step,
+        "schedule_completed": None if run.steps is None else int(metrics["steps"]) >= run.steps,
+        "optim_fraction_planned": run.optim_fraction, "optim_fraction": timings.get("fractions", {}).get("optim"),
+        "wall_ms_per_step": timings.get("wall_ms_per_step"),
         "train_s": metrics["seconds"], "params": sum(v.numel() for v in state.values()), "device": device_name(),
         "overrides": run.overrides, "sets": result, "self_ensemble": ensemble, "bicubic": bicubic, "val_psnr_y": metrics.get("val_psnr_y"),
         "model": str(model_file),
@@ -174,8 +218,9 @@ def table(results: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by_scale = {r["scale"]: r for r in results}
     for r in results:
+        stopped = f" of {r['planned_steps']} (max_time stopped it)" if r.get("schedule_completed") is False else ""
         cells = [f"{r['variant']} ({r['profile']}, x{r['scale']})", f"{r['params'] / 1e3:.0f}K",
-                 f"{r['budget_min']:g} min, {r['steps']} steps ({r['train_s'] / 60:.0f} min)", r["device"]]
+                 f"{r['budget_min']:g} min, {r['steps']} steps{stopped} ({r['train_s'] / 60:.0f} min)", r["device"]]
         for s, k in cols:
             if k != r["scale"]:
                 cells.append("")
@@ -213,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Hydra override ({scale} is replaced), e.g. models.gan.init_from=/abs/path/model.pt (default for gan/vae: this bench's ae_res run at the same scale)")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "runs")
+    ap.add_argument("--timings", help="timings.json of an earlier real run ({scale} is replaced): its share of wall "
+                    "time in optimisation plans the steps (default: the run folder's previous run, if any)")
     ap.add_argument("--self-ensemble", action="store_true", help="also score the x8 geometric self-ensemble")
     ap.add_argument("--score-only", action="store_true", help="rescore the models already in --work, no training")
     ap.add_argument("--eval", action="append", default=[], metavar="NAME=FOLDER",

@@ -1,6 +1,7 @@
 """Speed figures of gensr, each a ratio measured in one run on the same model and inputs.
 
-    python bench/speed.py [--only a b c d e f] [--quick] [--exports DIR --models DIR --benchmarks DIR]
+    python bench/speed.py [--only a b c d e f g] [--quick] [--exports DIR --models DIR --benchmarks DIR]
+                          [--run-dir DIR]
 
 (a) Lightning training steps/s vs a plain PyTorch loop               target >= 0.95
 (b) ONNX Runtime (CPU provider) vs torch eager, output MP/s (+ int8)   target >= 1.3
@@ -9,6 +10,8 @@
 (e) GFLOPs per output megapixel; fraction of this CPU's matmul peak reached by torch / ORT
 (f) deployment table: per shipped variant, ORT CPU fp32 / int8 output MP/s beside its Set5/Set14
     PSNR-Y gain over bicubic (bench/deploy_table.py)
+(g) a real run's wall time in optimisation steps (its timings.json)  target >= 0.93
+    (--run-dir models/<variant>; bench/loop_time.py)
 
 Every figure is a ratio of timings that other load on the machine distorts: run it on a quiet
 machine. --quick shrinks sizes and repeats to a smoke test whose numbers mean nothing; it writes
@@ -41,6 +44,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # speed_inputs beside this file, however it is loaded
 import deploy_table  # noqa: E402
+import loop_time  # noqa: E402
 import speed_inputs as inputs  # noqa: E402
 from speed_inputs import (ROOT, SPEEDS, count_flops, inference_speed, mpix_per_s, onnx_fp32,  # noqa: E402
                           photo, sr_net, steady_rate)
@@ -210,7 +214,7 @@ def section_e(cfg: dict, say) -> list:
 
 
 SECTIONS = {"a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
-            "f": deploy_table.section_f}
+            "f": deploy_table.section_f, "g": loop_time.section_g}
 
 
 def machine(argv: list[str]) -> dict:
@@ -235,10 +239,13 @@ def main(argv: list[str] | None = None) -> int:
                                 ("models", where.models, "the trained <variant>/model.pt (params, GFLOPs)"),
                                 ("benchmarks", where.benchmarks, "Set5/ and Set14/ (HR + LR_bicubic)")):
         ap.add_argument(f"--{name}", type=Path, default=default, help=f"(f) {what} (default {default})")
+    ap.add_argument("--run-dir", type=Path, help="(g) a trained models/<variant>/ folder with timings.json "
+                    "(default: bench/runs/ae_res-full-x2/models/ae_res if it has one, else models/ae_res)")
     args = ap.parse_args(argv)
     inputs.MODEL_PATTERN = args.model
     where = deploy_table.Where(args.exports.resolve(), args.models.resolve(), args.benchmarks.resolve())
-    cfg = {**(QUICK if args.quick else FULL), "where": where, "tables": {}}  # sections may add a table
+    cfg = {**(QUICK if args.quick else FULL), "where": where, "run_dir": args.run_dir,
+           "tables": {}}  # sections may add a table
     if args.quick:  # one thread: under load, a second OpenMP thread mostly spins waiting for its peer
         torch.set_num_threads(1)
     info = machine(sys.argv[1:] if argv is None else argv)

@@ -65,3 +65,18 @@ def test_bad_eval_entries_are_refused(tmp_path):
         quality.scored_sets(tmp_path, [f"Gone={tmp_path / 'gone'}"])
     with pytest.raises(SystemExit, match="the name set5 is taken"):
         quality.scored_sets(tmp_path, [f"set5={tmp_path}"])
+
+
+def test_budget_plans_steps_from_an_earlier_runs_share_in_optimisation(tmp_path):
+    # 60 minutes at 0.4 s per optimisation step: 9000 steps if nothing but optimisation took time
+    assert quality.planned_steps(3600, 0.4, 1.0) == int(quality.SAFETY * 3600 / 0.4)
+    timings = tmp_path / "models" / "ae_res" / "timings.json"
+    fraction, source = quality.optim_fraction(timings)  # no earlier run: the default share
+    assert fraction == quality.DEFAULT_OPTIM_FRACTION < 1 and "DEFAULT_OPTIM_FRACTION" in source
+    timings.parent.mkdir(parents=True)
+    timings.write_text(json.dumps({"fractions": {"optim": 0.8, "val": 0.1, "other": 0.1}, "steps": 100}))
+    assert quality.optim_fraction(timings) == (0.8, str(timings))
+    steps = quality.planned_steps(3600, 0.4, 0.8)
+    # those steps plus the overhead measured around them (20% of the wall) end inside the budget
+    assert steps == int(quality.SAFETY * 0.8 * 3600 / 0.4) and steps * 0.4 / 0.8 <= 3600
+    assert quality.planned_steps(10, 5.0, 0.5) == 10  # never fewer than 10

@@ -135,3 +135,44 @@ def test_deployment_table_without_benchmarks_still_times(deploy_project, tmp_pat
     assert "| sharp (x2) |" in cfg["tables"]["deployment"]["markdown"]
     with pytest.raises(FileNotFoundError, match="no such folder"):
         speed.deploy_table.shipped(tmp_path / "none")
+
+
+# ---- (g) a real run's wall time in optimisation steps, read from its timings.json ----------------
+def _timings(folder: Path, optim: float) -> Path:
+    """models/ae_res/timings.json as gensr.training.timing writes it, `optim` of the wall optimising."""
+    from gensr.training.timing import PHASES
+
+    rest = (1.0 - optim) / (len(PHASES) - 1)
+    fractions = {p: optim if p == "optim" else rest for p in PHASES}
+    wall, steps = 3600.0, 8000
+    folder.mkdir(parents=True)
+    (folder / "timings.json").write_text(json.dumps({
+        "variant": "ae_res", "steps": steps, "wall_s": wall, "fractions": fractions,
+        "seconds": {p: f * wall for p, f in fractions.items()},
+        "optim_ms_per_step": 1e3 * optim * wall / steps, "wall_ms_per_step": 1e3 * wall / steps}))
+    return folder
+
+
+def test_loop_time_section_reads_a_runs_timings(tmp_path, monkeypatch):
+    monkeypatch.setattr(speed, "ROOT", tmp_path)  # bench/runs/speed-quick.json lands in the temp folder
+    run = _timings(tmp_path / "fast" / "models" / "ae_res", 0.95)
+    threads = torch.get_num_threads()
+    try:
+        assert speed.main(["--only", "g", "--quick", "--run-dir", str(run)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    figures = json.loads((tmp_path / "bench" / "runs" / "speed-quick.json").read_text())["figures"]
+    optim = figures[0]
+    assert optim["value"] == 0.95 and optim["target"] == ">= 0.93" and optim["met"] is True
+    loader = next(f for f in figures if f["figure"] == "(g) real run: fraction in loader")
+    assert loader["value"] == pytest.approx(0.05 / 6, abs=1e-4) and loader["met"] is None
+    per_step = {f["figure"]: f["value"] for f in figures if "ms/step" in f["figure"]}
+    assert list(per_step.values()) == pytest.approx([427.5, 450.0])
+
+    say = []
+    slow = _timings(tmp_path / "slow", 0.80) / "timings.json"  # the file itself will do too
+    rows = speed.loop_time.section_g({"run_dir": slow}, say.append)
+    assert rows[0][1:] == (0.8, ">= 0.93", False)
+    assert "80.0% in optimisation steps" in say[0] and "val 3.3%" in say[0]
+    with pytest.raises(FileNotFoundError, match="no timings.json"):
+        speed.loop_time.section_g({"run_dir": tmp_path / "none"}, say.append)

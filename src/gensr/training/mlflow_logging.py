@@ -4,8 +4,9 @@ variant), through Lightning's MLFlowLogger so DDP logs from rank 0 only.
 The run gets: the resolved config flattened as params (+ the whole YAML as `config.yaml`, since
 MLflow truncates long values), tags (`gensr.tracking.run_tags`: stage=train and the variant; git
 commit, data manifest hash, config hash), the prepared data as its dataset input (the UI's Dataset
-column), every loss term per step, val PSNR/SSIM-Y and LR, image grids, the best checkpoint and
-model.pt. Its id is written into model.pt and metrics.json so evaluate/export log onto it.
+column), every loss term per step, val PSNR/SSIM-Y and LR, image grids, the best checkpoint,
+model.pt, and where the wall time went (timing/* metrics, timings.json). Its id is written into
+model.pt and metrics.json so evaluate/export log onto it.
 """
 from __future__ import annotations
 
@@ -155,15 +156,18 @@ def ends_run(logger) -> Iterator[None]:
         logger.close("success")
 
 
-def log_outputs(logger, files: Mapping[str, Path], metrics: Mapping[str, float], step: int) -> None:
-    """After training (rank 0): final metrics and the output files as artifacts."""
+def log_outputs(logger, files: Mapping[str, Path], metrics: Mapping[str, float], step: int,
+                named: Mapping[str, float] | None = None) -> None:
+    """After training (rank 0): final metrics (as final/<name>), metrics `named` in full (timing/...)
+    and the output files as artifacts."""
     if logger is None or not hasattr(logger, "run_id"):
         return
     from mlflow.entities import Metric
 
     client, run_id = logger.experiment, logger.run_id
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(f"final/{k}", float(v), now, step) for k, v in metrics.items()])
+    values = {**{f"final/{k}": v for k, v in metrics.items()}, **(named or {})}
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
     for artifact_dir, path in files.items():
         if Path(path).is_file():
             client.log_artifact(run_id, str(path), artifact_dir)

@@ -1,5 +1,6 @@
-"""What a finished training run leaves: models/<v>/{model.pt, metrics.json, history.csv}, the same
-files and final metrics in its MLflow run, and one summary line on the console."""
+"""What a finished training run leaves: models/<v>/{model.pt, metrics.json, history.csv,
+timings.json}, the same files and final metrics in its MLflow run (timing/* metrics: where the
+wall time went, gensr.training.timing), and two summary lines on the console."""
 from __future__ import annotations
 
 import time
@@ -10,6 +11,7 @@ from typing import Any
 from gensr.checkpoint import save_model
 from gensr.io import atomic_write_json
 from gensr.training import mlflow_logging as ml
+from gensr.training import timing
 from gensr.training.base import plain
 
 
@@ -23,6 +25,7 @@ class FinishedRun:
     ema: Any                     # EMA callback: the weights that are shipped
     run_info: Any                # RunInfo callback: training seconds (summed across resumes)
     history: Any                 # History callback: history.csv
+    timer: Any                   # PhaseTimer callback: timings.json
     best: Any                    # ModelCheckpoint of the best val PSNR-Y
     logger: Any                  # MLflow logger
     config_hash: str
@@ -53,11 +56,15 @@ def write_outputs(run: FinishedRun) -> dict[str, Any]:
     model_pt = save_model(models_dir / "model.pt", plain(run.eff["model"]["net"]), run.ema.ema_state_dict(module), meta)
     metrics_json = atomic_write_json(models_dir / "metrics.json", metrics)
     run.history.write()
+    timings = run.timer.report()
+    timings_json = atomic_write_json(models_dir / "timings.json", {"variant": variant, **timings})
     ml.log_outputs(
         run.logger, {"model": model_pt, "checkpoints": Path(best.best_model_path or ""), "metrics": metrics_json,
-                     "history": run.history.path},
+                     "history": run.history.path, "timings": timings_json},
         {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, module.iteration,
+        timing.mlflow_metrics(timings),
     )
+    print(timing.summary(variant, timings), flush=True)
     wall = time.monotonic() - run.started
     print(f"[{variant}] done: val PSNR-Y {metrics['val_psnr_y']:.2f} dB vs bicubic {metrics['bicubic_psnr_y']:.2f} "
           f"({metrics['delta']:+.2f}), SSIM-Y {metrics['val_ssim_y']:.4f}, {metrics['steps']} steps, "

@@ -206,6 +206,7 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
 
     from gensr.training.callbacks import AtomicCheckpointIO, History, ImageGrid, RunInfo
     from gensr.training.ema import EMA
+    from gensr.training.timing import PhaseTimer
 
     t0 = time.monotonic()
     _quiet_lightning()
@@ -256,9 +257,11 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
               **ml.flatten(tr, "trainer."), **ml.flatten(dmc, "datamodule."),
               **ml.flatten(eff["data"], "data."), **ml.flatten(eff["degradation"], "degradation."),
               "total_steps": eff["total_steps"], "steps_per_epoch": eff["steps_per_epoch"]}
-    callbacks = [ema, run_info, history, ImageGrid(log_cfg.get("image_every_n_epochs", 1)),
-                 ml.RunSetup(params, tags, OmegaConf.to_yaml(cfg), ml.PreparedData(prepared, scale, manifest)),
-                 best, last, *(extra_callbacks or [])]
+    grid = ImageGrid(log_cfg.get("image_every_n_epochs", 1))
+    run_setup = ml.RunSetup(params, tags, OmegaConf.to_yaml(cfg), ml.PreparedData(prepared, scale, manifest))
+    # First: its hooks open and close the optimisation / loader / validation phases (models/<v>/timings.json)
+    timer = PhaseTimer({"ema": [ema], "log": [history, grid, run_setup]})
+    callbacks = [timer, ema, run_info, history, grid, run_setup, best, last, *(extra_callbacks or [])]
 
     passthrough = {k: v for k, v in tr.items() if k not in OWN_KEYS}
     passthrough["precision"] = _precision(tr)
@@ -279,6 +282,6 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
             raise KeyboardInterrupt(f"{variant}: training interrupted; rerun to resume from {ckpt_dir / 'last.ckpt'}")
         if not trainer.is_global_zero:
             return {}
-        return write_outputs(FinishedRun(eff, module, datamodule, ema, run_info, history, best, logger,
+        return write_outputs(FinishedRun(eff, module, datamodule, ema, run_info, history, timer, best, logger,
                                          chash, manifest, root, t0))
 
