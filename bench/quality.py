@@ -11,9 +11,12 @@ Set5/Set14: HR modcropped, LR = the project's MATLAB-exact bicubic of it (gensr.
 reproduces the LR_bicubic files bit for bit; standard LR_bicubic/X<scale> files beside the folder
 are used when present), Y channel, `scale` pixels shaved.
 
-The budget is training wall-clock, and a budgeted run ends its schedule inside it: the step
-count is derived from the budget, not a timer that cuts training short, so warm-up, cosine and the
-L1->MSE switch span the whole run. The rule (`planned_steps`):
+The budget is training wall-clock, and a budgeted run ends its schedule inside it: the run gets
+it as `trainer.time_budget_s` and re-plans its own step count from its measured wall time per step,
+validation, checkpoints and all (gensr.training.budget: after a calibration window, then after every
+validation), so warm-up, cosine and the L1->MSE switch span the whole run however the step time
+drifts. The first plan (function `planned_steps`; `first_planned_steps` in the results) sets the
+validation interval and paces the schedule until the run's first re-plan:
 
     steps = SAFETY x f_optim x budget / t_optim
 
@@ -22,8 +25,8 @@ counts them), measured by a short Lightning run of the real module and data. f_o
 a real run's wall time in optimisation steps (the rest: validation, EMA, checkpoints, logging, the
 loader), read from the timings.json of an earlier run (`--timings`, default: this run folder's
 previous run, e.g. the first run of a profile calibrates the next), else DEFAULT_OPTIM_FRACTION.
-Lightning's `max_time` still stops a run at the budget should the machine slow down; the results
-then say the schedule did not complete (steps done < planned).
+Lightning's `max_time` stays as a safety net at the budget; the results report the run's own
+`schedule_completed` and its final `planned_steps` (from its metrics.json).
 Everything lands in --work (default bench/runs/): prepared pairs, models, checkpoints, and
 results.json; MLflow runs go to experiment `gensr-bench` of the usual tracking store.
 """
@@ -66,11 +69,12 @@ def device_name() -> str:
 # ae_res x2 full on 2 CPU cores, 390 ms/step probed vs 465 ms/step over the whole run (that probe
 # also counted the loader gap, a few ms with one loader process).
 DEFAULT_OPTIM_FRACTION = 0.84
-SAFETY = 0.97  # room for the machine's drift over an hour
+SAFETY = 0.97  # the first plan's room for drift (the run's own re-plans then keep it inside the budget)
 
 
 def planned_steps(budget_s: float, optim_s_per_step: float, optim_fraction: float) -> int:
-    """Training steps whose optimisation, plus the overhead a real run adds around it, fit the budget."""
+    """The first plan: training steps whose optimisation, plus the overhead a real run adds around
+    it, fit the budget."""
     return max(int(SAFETY * optim_fraction * budget_s / optim_s_per_step), 10)
 
 
@@ -125,7 +129,7 @@ class TrainedRun:
     dir: Path
     overrides: list[str]
     ms_per_step: float | None = None  # the probe's figure (None: rescored with --score-only)
-    steps: int | None = None          # the planned steps
+    steps: int | None = None          # the first plan (the run re-plans it: metrics.json planned_steps)
     optim_fraction: float | None = None  # the share of wall time in optimisation the plan assumed
 
 
@@ -165,20 +169,22 @@ def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path)
     timings = Path(str(args.timings).replace("{scale}", str(scale))) if args.timings else None
     fraction, source = optim_fraction(timings or work / tag / "models" / args.variant / "timings.json")
     steps = planned_steps(budget_s, sps, fraction)
-    # Whole validation intervals only: the run is epochs x interval steps (gensr.training.run).
-    # At least 4 validations: a run that `max_time` stops early still has a scored checkpoint.
+    # Whole validation intervals only: the first plan is epochs x interval steps (gensr.training.run).
+    # At least 4 validations: each one re-plans the steps from the run's measured time (and checkpoints).
     interval = min(int(eff["trainer"]["val_check_interval"]), max(steps // 4, 1))
     steps -= steps % interval
     with open_dict(cfg):  # the shared keys replace any per-variant mapping (gensr.schema)
         cfg.trainer.max_steps, cfg.trainer.val_check_interval = steps, interval
-        cfg.trainer.max_time = {"seconds": int(budget_s)}
+        cfg.trainer.time_budget_s = budget_s
+        cfg.trainer.max_time = {"seconds": int(budget_s)}  # the safety net: the run plans to end before it
     print(f"[{tag}] {sps * 1e3:.0f} ms per optimisation step measured, {fraction:.1%} of the wall in optimisation "
-          f"({source}) -> {steps} steps in the {args.budget_min:g}-minute budget", flush=True)
+          f"({source}) -> first plan {steps} steps in the {args.budget_min:g}-minute budget (the run re-plans it)",
+          flush=True)
     t = time.perf_counter()
     done = train(cfg, root=work / tag)
-    ended = "completed" if done.get("steps", 0) >= steps else "NOT completed (max_time stopped it)"
-    print(f"[{tag}] trained in {time.perf_counter() - t:.0f} s: schedule {ended}, {done.get('steps')}/{steps} steps",
-          flush=True)
+    ended = "completed" if done.get("schedule_completed") else "NOT completed (max_time stopped it)"
+    print(f"[{tag}] trained in {time.perf_counter() - t:.0f} s: schedule {ended}, {done.get('steps')}/"
+          f"{done.get('planned_steps')} steps (first plan {steps})", flush=True)
     return scored(args, scale, sets, TrainedRun(work / tag, overrides, round(sps * 1e3, 1), steps, fraction))
 
 
@@ -201,8 +207,9 @@ def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
     state = torch.load(model_file, weights_only=True)["state_dict"]
     return {
         "variant": args.variant, "profile": args.profile, "scale": scale, "budget_min": args.budget_min,
-        "steps": int(metrics["steps"]), "planned_steps": run.steps, "ms_per_step_probe": run.ms_per_step,
-        "schedule_completed": None if run.steps is None else int(metrics["steps"]) >= run.steps,
+        "steps": int(metrics["steps"]), "planned_steps": metrics.get("planned_steps", run.steps),
+        "first_planned_steps": metrics.get("first_planned_steps", run.steps), "ms_per_step_probe": run.ms_per_step,
+        "schedule_completed": metrics.get("schedule_completed"), "time_budget_s": metrics.get("time_budget_s"),
         "optim_fraction_planned": run.optim_fraction, "optim_fraction": timings.get("fractions", {}).get("optim"),
         "wall_ms_per_step": timings.get("wall_ms_per_step"),
         "train_s": metrics["seconds"], "params": sum(v.numel() for v in state.values()), "device": device_name(),
@@ -259,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra Hydra override ({scale} is replaced), e.g. models.gan.init_from=/abs/path/model.pt (default for gan/vae: this bench's ae_res run at the same scale)")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "runs")
     ap.add_argument("--timings", help="timings.json of an earlier real run ({scale} is replaced): its share of wall "
-                    "time in optimisation plans the steps (default: the run folder's previous run, if any)")
+                    "time in optimisation makes the first plan (default: the run folder's previous run, if any)")
     ap.add_argument("--self-ensemble", action="store_true", help="also score the x8 geometric self-ensemble")
     ap.add_argument("--score-only", action="store_true", help="rescore the models already in --work, no training")
     ap.add_argument("--eval", action="append", default=[], metavar="NAME=FOLDER",

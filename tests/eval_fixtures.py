@@ -115,19 +115,21 @@ NETS = {
     "smooth": LINEAR,
     "gan": LINEAR,
     "vae": {"_target_": "gensr.archs.ae_res.ResidualAttentionAE", "features": 8, "n_blocks": 1, "latent": 4,
-            "variational": True, "logvar_init": -2.0},
+            "variational": True, "noise_channels": 4},
 }
 
 
 def variational_net(scale: int = 2) -> nn.Module:
     """A tiny variational ResidualAttentionAE whose samples differ. Untrained, its zero-initialised
-    last conv would make it exactly bicubic whatever the latent; small random weights there stand
-    in for training."""
+    last conv would make it exactly bicubic whatever the latent, and its zero-initialised noise
+    injection would make every sample the z = 0 output; small random weights there stand in for
+    training."""
     from hydra.utils import instantiate
 
     torch.manual_seed(0)
     net = instantiate({**NETS["vae"], "scale": scale, "channels": 3})
     nn.init.normal_(net.upsample.body[-1].weight, std=0.2)
+    nn.init.normal_(net.inject.up[0].weight, std=0.2)
     return net.eval()
 
 

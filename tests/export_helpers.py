@@ -58,12 +58,11 @@ def save_small_model(root: Path, variant: str, scale: int = 2, channels: int = 3
     return save_model(root / "models" / variant / "model.pt", config, net.state_dict(), meta)
 
 
-# The quick profile's VAE recipe at toy size: ae_res trained briefly, its weights copied into the
-# variational twin. logvar_init 4 (sigma ~7) is a posterior wide enough that samples differ visibly
-# while staying above bicubic (a deterministic decoder barely reacts to small latent noise).
+# The quick profile's VAE recipe at toy size: ae_res trained briefly, then its conditional-VAE twin
+# (4 noise channels) fine-tuned from it with conf/model/vae_res.yaml's KL weight and new_lr_scale.
 TINY_AE_RES = {"_target_": "gensr.archs.ae_res.ResidualAttentionAE", "scale": 2, "channels": 3,
                "features": 8, "n_blocks": 1, "latent": 4}
-TINY_VAE_RES = {**TINY_AE_RES, "variational": True, "logvar_init": 4.0}
+TINY_VAE_RES = {**TINY_AE_RES, "variational": True, "noise_channels": 4}
 TRAIN_CROPS = [("astronaut", 0, 0), ("coffee", 100, 200), ("chelsea", 50, 100), ("astronaut", 200, 300)]
 TEST_CROPS = [("astronaut", 300, 100, 96), ("coffee", 250, 300, 64)]  # regions no training crop covers
 
@@ -84,20 +83,60 @@ def trained_ae_res(steps: int = 300, patch: int = 16, batch: int = 8) -> dict[st
     core; cached per process), a little but reliably above bicubic on TEST_CROPS."""
     from hydra.utils import instantiate
 
-    pairs = [photo_pair(n, y, x, 128) for n, y, x in TRAIN_CROPS]
     torch.manual_seed(0)
     net = instantiate(TINY_AE_RES)
     opt = torch.optim.Adam(net.parameters(), 2e-3)
     rng = np.random.default_rng(0)
     for _ in range(steps):
-        lrs, hrs = [], []
-        for i in rng.integers(len(pairs), size=batch):
-            lr, hr = pairs[i]
-            y, x = (int(v) for v in rng.integers(0, lr.shape[0] - patch + 1, size=2))
-            lrs.append(lr[y : y + patch, x : x + patch])
-            hrs.append(hr[2 * y : 2 * (y + patch), 2 * x : 2 * (x + patch)])
-        nchw = lambda a: torch.from_numpy(np.stack(a).transpose(0, 3, 1, 2).copy())  # noqa: E731
-        loss = (net(nchw(lrs)) - nchw(hrs)).abs().mean()
+        lr, hr = _train_batch(rng, patch, batch)
+        loss = (net(lr) - hr).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _train_batch(rng: np.random.Generator, patch: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(LR, HR) NCHW: `batch` random `patch`-pixel LR patches of TRAIN_CROPS and their HR."""
+    pairs = _train_pairs()
+    lrs, hrs = [], []
+    for i in rng.integers(len(pairs), size=batch):
+        lr, hr = pairs[i]
+        y, x = (int(v) for v in rng.integers(0, lr.shape[0] - patch + 1, size=2))
+        lrs.append(lr[y : y + patch, x : x + patch])
+        hrs.append(hr[2 * y : 2 * (y + patch), 2 * x : 2 * (x + patch)])
+    nchw = lambda a: torch.from_numpy(np.stack(a).transpose(0, 3, 1, 2).copy())  # noqa: E731
+    return nchw(lrs), nchw(hrs)
+
+
+@functools.cache
+def _train_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
+    return [photo_pair(n, y, x, 128) for n, y, x in TRAIN_CROPS]
+
+
+@functools.cache
+def trained_vae_res(steps: int = 200, patch: int = 16, batch: int = 8, lr: float = 5e-4) -> dict[str, torch.Tensor]:
+    """State dict of TINY_VAE_RES fine-tuned from trained_ae_res() as VAEModule trains the `vae`:
+    L1 of the decode with z ~ q(z | lr, hr) + beta * KL (conf/model/vae_res.yaml's beta, warm-up
+    over the first half), the parameters the ae_res file lacks at its new_lr_scale x the lr."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from gensr.losses import KLLoss
+
+    recipe = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "model" / "vae_res.yaml")
+    torch.manual_seed(0)
+    net = instantiate(TINY_VAE_RES)
+    missing, unexpected = net.load_state_dict(trained_ae_res(), strict=False)
+    assert not unexpected and sorted(missing) == sorted(net.init_new_parameters())
+    new = [p for n, p in net.named_parameters() if n in missing]
+    rest = [p for n, p in net.named_parameters() if n not in missing]
+    opt = torch.optim.Adam([{"params": rest}, {"params": new, "lr": lr * recipe.new_lr_scale}], lr)
+    kl, rng, g = KLLoss(weight=recipe.losses.kl.weight), np.random.default_rng(1), torch.Generator().manual_seed(1)
+    for step in range(steps):
+        lr_b, hr_b = _train_batch(rng, patch, batch)
+        sr, mu, logvar = net.forward_train(lr_b, hr_b, generator=g)
+        loss = (sr - hr_b).abs().mean() + min(1.0, 2 * step / steps) * kl(mu, logvar)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -105,12 +144,11 @@ def trained_ae_res(steps: int = 300, patch: int = 16, batch: int = 8) -> dict[st
 
 
 def tiny_vae_res() -> nn.Module:
-    """The variational twin of the trained TINY_AE_RES (its log-variance head at logvar_init), eval mode."""
+    """TINY_VAE_RES with the trained_vae_res() weights, eval mode."""
     from hydra.utils import instantiate
 
     net = instantiate(TINY_VAE_RES)
-    missing, unexpected = net.load_state_dict(trained_ae_res(), strict=False)
-    assert not unexpected and all(k.startswith("to_logvar.") for k in missing)
+    net.load_state_dict(trained_vae_res())
     return net.eval()
 
 

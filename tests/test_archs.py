@@ -50,8 +50,13 @@ def test_forward_shapes_backward_finite(variant, scale, channels):
                 p.normal_(0.0, 0.01)
     assert (net.scale, net.channels) == (scale, channels)
     total = 0.0
-    # A variational ResidualAttentionAE uses its log-variance head only when sampling.
-    run = (lambda x: net.forward_train(x)[0]) if getattr(net, "variational", False) else net
+    # A variational ResidualAttentionAE uses its posterior and noise injection only in training
+    # (its posterior sees the HR image: `conditional`).
+    def run(x):
+        if not getattr(net, "variational", False):
+            return net(x)
+        hr = torch.rand(*x.shape[:2], scale * x.shape[2], scale * x.shape[3])
+        return net.forward_train(*((x, hr) if getattr(net, "conditional", False) else (x,)))[0]
     for h, w in ODD_SIZES:
         lr = torch.rand(2, channels, h, w)
         sr = run(lr)
@@ -216,8 +221,9 @@ def test_plain_autoencoder_without_global_residual():
 
 
 def test_variational_ae_res_starts_as_the_autoencoder_it_is_initialised_from():
-    """The full profile's VAE: ae_res weights load into it (only the log-variance head is new), and
-    at z = mu it computes exactly what ae_res computes; sampling perturbs the output slightly."""
+    """Every profile's VAE: ae_res weights load into it (only the posterior encoder and the noise
+    injection are new), and with the injection at its zero init every output is ae_res's: z = 0,
+    a sampled z, and the training pass with z from the HR-seeing posterior."""
     from gensr.archs.ae_res import ResidualAttentionAE
 
     torch.manual_seed(0)
@@ -226,17 +232,20 @@ def test_variational_ae_res_starts_as_the_autoencoder_it_is_initialised_from():
         for p in ae.parameters():
             if not p.any():
                 p.normal_(0.0, 0.05)
-    vae = ResidualAttentionAE(2, features=8, n_blocks=1, latent=4, variational=True, logvar_init=-2.0)
+    vae = ResidualAttentionAE(2, features=8, n_blocks=1, latent=4, variational=True, noise_channels=3)
     missing, unexpected = vae.load_state_dict(ae.state_dict(), strict=False)
-    assert sorted(missing) == ["to_logvar.bias", "to_logvar.weight"] and not unexpected
-    lr = torch.rand(1, 3, 11, 13)
-    assert torch.equal(vae(lr), ae(lr))
+    assert sorted(missing) == sorted(vae.init_new_parameters()) and not unexpected
+    assert missing and all(k.startswith(("posterior.", "inject.")) for k in missing)
+    lr, hr = torch.rand(1, 3, 11, 13), torch.rand(1, 3, 22, 26)
     g = torch.Generator().manual_seed(1)
-    sampled, mu, logvar = vae.forward_train(lr, generator=g)
-    assert mu.shape == logvar.shape == (1, 4, 6, 7) and torch.allclose(logvar, torch.full_like(logvar, -2.0))
-    assert 0 < (sampled - ae(lr)).abs().max() < 1.0
+    with torch.no_grad():
+        expected = ae(lr)
+        sampled, mu, logvar = vae.forward_train(lr, hr, generator=g)
+        assert torch.equal(vae(lr), expected) and torch.equal(sampled, expected)
+        assert torch.equal(vae.sample(lr, generator=g), expected)
+    assert mu.shape == logvar.shape == (1, 3, 6, 7) and mu.abs().mean() > 0.01
     with pytest.raises(ValueError, match="variational=True"):
-        ae.forward_train(lr)
+        ae.forward_train(lr, hr)
 
 
 def _model_file(path: Path, net: torch.nn.Module, spec: dict) -> Path:
@@ -247,7 +256,7 @@ def _model_file(path: Path, net: torch.nn.Module, spec: dict) -> Path:
 
 def test_load_init_is_strict_except_for_the_parameters_a_net_declares_new(tmp_path):
     """One loader for every init_from: the variational ResidualAttentionAE starts from the
-    deterministic one (its log-variance head is declared new); nothing else may be missing."""
+    deterministic one (its posterior and noise injection are declared new); nothing else may be missing."""
     from gensr.archs.ae_res import ResidualAttentionAE
     from gensr.checkpoint import CheckpointMismatchError, load_init
 
@@ -259,20 +268,20 @@ def test_load_init_is_strict_except_for_the_parameters_a_net_declares_new(tmp_pa
         p.data.normal_(0, 0.1)
     path = _model_file(tmp_path / "ae.pt", ae, spec)
     vae = ResidualAttentionAE(2, features=8, n_blocks=1, latent=4, variational=True)
-    logvar_before = vae.to_logvar.bias.clone()
-    assert vae.init_new_parameters() == ("to_logvar.weight", "to_logvar.bias")
+    new_before = {k: v.clone() for k, v in vae.state_dict().items() if k not in ae.state_dict()}
+    assert set(vae.init_new_parameters()) == set(new_before) and "inject.up.0.weight" in new_before
     assert ResidualAttentionAE(2, features=8, n_blocks=1, latent=4).init_new_parameters() == ()
     assert load_init(vae, path, "models.vae.net", scale=2, channels=3)["variant"] == "src"
     assert all(torch.equal(vae.state_dict()[k], v) for k, v in ae.state_dict().items())
-    assert torch.equal(vae.to_logvar.bias, logvar_before)  # the new head keeps its own init
+    assert all(torch.equal(vae.state_dict()[k], v) for k, v in new_before.items())  # new parts keep their init
 
     wider = ResidualAttentionAE(2, features=16, n_blocks=1, latent=4)
     with pytest.raises(CheckpointMismatchError, match=r"ae\.pt: .*not the architecture of models\.x\.net "
                                                       r"\(weights of another shape dec\.0\.body\.0\.bias, .* and \d+ more\)"):
         load_init(wider, path, "models.x.net")
-    # The other way round the head is unexpected: a variational file does not fit an autoencoder.
+    # The other way round the new parts are unexpected: a variational file does not fit an autoencoder.
     vae_path = _model_file(tmp_path / "vae.pt", vae, {**spec, "variational": True})
-    with pytest.raises(CheckpointMismatchError, match=r"vae\.pt: .*unexpected to_logvar\.bias, to_logvar\.weight"):
+    with pytest.raises(CheckpointMismatchError, match=r"vae\.pt: .*unexpected inject\.up\.0\.weight, posterior\."):
         load_init(ResidualAttentionAE(2, features=8, n_blocks=1, latent=4), vae_path, "models.x.net")
     # A net that declares nothing new loads strictly: another architecture is refused, keys named.
     with pytest.raises(CheckpointMismatchError, match=r"missing .* and \d+ more; unexpected"):

@@ -36,7 +36,7 @@ def test_uncertainty_map_is_nonzero_and_seeded(pair):
     # The map is of the crop: sampling a window with context, even at the image's corner.
     corner = sample_std(net, lr, SCALE, (0, 0, 32), Draws(samples=4, seed=0))
     assert corner.shape == (32, 32) and corner.mean() > 1e-3
-    # Sampling did not change what is evaluated and exported: z = mu.
+    # Sampling did not change what is evaluated and exported: the deterministic output.
     with torch.no_grad():
         assert np.array_equal(upscale(net, lr, SCALE), upscale(net, lr, SCALE))
 

@@ -78,23 +78,31 @@ def test_variational_sr_samples_are_seeded_diverse_and_forward_stays_mu(downsamp
         assert torch.equal(net.sample(lr, noise=torch.zeros(mu.shape)), mu_out)  # eps = 0 is z = mu
 
 
-def test_vae_res_samples_are_seeded_diverse_and_the_mean_approaches_mu(net):
+def test_vae_res_samples_are_seeded_diverse_and_their_mean_approaches_the_z0_output(net):
+    """The trained tiny CVAE: seeded samples, the noise `noise_shape` describes, and z = 0 (the
+    prior's mean) as the deterministic output."""
     lr = to_nchw(photo_pair(*TEST_CROPS[1])[0])
-    lr = torch.from_numpy(lr[:, :, :31, :27])  # odd sides: latent ceil(h/2) x ceil(w/2)
+    lr = torch.from_numpy(lr[:, :, :31, :27])  # odd sides: noise ceil(h/2) x ceil(w/2)
     with torch.no_grad():
-        mu_out = net(lr)
-        assert tuple(net.encode(lr).shape) == net.noise_shape(1, 31, 27) == (1, 4, 16, 14)
+        z0_out = net(lr)
+        assert net.noise_shape(1, 31, 27) == (1, 4, 16, 14)
+        assert torch.equal(net.sample(lr, noise=torch.zeros(net.noise_shape(1, 31, 27))), z0_out)
+        with pytest.raises(RuntimeError):
+            net.sample(lr, noise=torch.zeros(1, 4, 15, 14))
         a, b = (net.sample(lr, generator=torch.Generator().manual_seed(7)) for _ in range(2))
         c = net.sample(lr, generator=torch.Generator().manual_seed(8))
-        assert torch.equal(a, b) and not torch.equal(a, c) and torch.equal(net(lr), mu_out)
-        # A small sigma (temperature 1e-3; float64 so the effect is far above rounding): the decoder
-        # is linear around mu at that scale, so the mean of 64 samples lies ~1/8 as far from the mu
-        # output as one sample does. (At sigma ~ |mu| its ReLUs make the mean drift: ratio ~0.6.)
+        assert torch.equal(a, b) and not torch.equal(a, c) and torch.equal(net(lr), z0_out)
+        # The generator draws exactly the noise `noise_shape` describes.
+        eps = torch.randn(net.noise_shape(1, 31, 27), generator=torch.Generator().manual_seed(7))
+        assert torch.equal(net.sample(lr, noise=eps), a)
+        # A small temperature (1e-3; float64 so the effect is far above rounding): the decoder is
+        # linear around z = 0 at that scale, so the mean of 64 samples lies ~1/8 as far from the
+        # z = 0 output as one sample does.
         net64, lr64 = tiny_vae_res().double(), lr.double()
-        mu64, g = net64(lr64), torch.Generator().manual_seed(0)
+        z64, g = net64(lr64), torch.Generator().manual_seed(0)
         draws = torch.stack([net64.sample(lr64, generator=g, temperature=1e-3) for _ in range(64)])
-    one_off = (draws[:8] - mu64).abs().mean()
-    mean_off = (draws.mean(0) - mu64).abs().mean()
+    one_off = (draws[:8] - z64).abs().mean()
+    mean_off = (draws.mean(0) - z64).abs().mean()
     assert one_off > 1e-9 and mean_off < one_off / 4
 
 

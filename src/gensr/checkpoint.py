@@ -101,9 +101,10 @@ def load_init(net: nn.Module, path: str | Path, what: str, scale: int | None = N
               channels: int | None = None) -> dict[str, Any]:
     """Initialise `net` (named `what` in errors) from the weights of a model file; its metadata.
 
-    Strict, except for the parameters `net` declares new (`net.init_new_parameters()`, e.g. a VAE's
-    log-variance head beside the autoencoder it starts from): those may be absent from the file and
-    then keep their own initialisation. Anything else that does not fit is refused, naming the keys.
+    Strict, except for the parameters `net` declares new (`net.init_new_parameters()`, e.g. the VAE's
+    posterior encoder and noise injection beside the autoencoder it starts from): those may be
+    absent from the file and then keep their own initialisation. Anything else that does not fit is
+    refused, naming the keys.
     """
     src, meta = load_model(path, scale=scale, channels=channels)
     have, want = src.state_dict(), net.state_dict()

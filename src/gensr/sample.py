@@ -4,11 +4,12 @@ N seeded samples per image from a variational variant's sampling ONNX (`model.sa
 the export stage ships beside the deterministic `model.onnx`). Torch-free like `gensr upscale`,
 whose reading, tiling, blending, writing and output-safety checks (`gensr.infer`) it shares.
 
-Sample k of an image is decoded from z = mu + T * sigma * eps_k, eps_k ~ N(0, I) drawn over the
-whole image's latent grid by a generator seeded with (seed, k): the same seed gives the same
-samples, whatever the other images or the tiling. Each tile is fed the slice of that noise at its
-latent offset (tile origins are multiples of 8, the latent stride divides 8), so a tiled sample
-equals the untiled one within the upscaler's blending tolerance (`gensr.infer.sampling`).
+Sample k of an image is decoded from T * eps_k (the `vae`'s draw from its prior; VariationalSR:
+z = mu + T * sigma * eps_k), eps_k ~ N(0, I) drawn over the whole image's latent grid by a
+generator seeded with (seed, k): the same seed gives the same samples, whatever the other images
+or the tiling. Each tile is fed the slice of that noise at its latent offset (tile origins are
+multiples of 8, the latent stride divides 8), so a tiled sample equals the untiled one within the
+upscaler's blending tolerance (`gensr.infer.sampling`).
 
 Outputs, written atomically: `OUTDIR/sample<k>/<stem>.png` for k = 0..N-1 (each folder a
 complete upscaled set) and, with --std-map, `OUTDIR/std/<stem>.png`: the per-pixel standard

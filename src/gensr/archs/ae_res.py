@@ -4,10 +4,14 @@
                             └──────────── encoder-decoder skip (concat) ─────────────────┴─ dec blocks
     ... + head (long skip) ─ pixel-shuffle upsampler (x2/x3/x4) ─ + upsampled lr (global residual)
 
-With `variational=True` the bottleneck is a VAE's: a second head predicts log-variances beside
-the mean (`to_latent` stays the mean, so an ae_res model file initialises it exactly and the new
-`to_logvar` head starts at a small fixed variance); `forward_train` decodes a sampled z and
-`forward` decodes z = mu (every profile's `vae` variant, conf/model/vae_res.yaml).
+With `variational=True` it is a conditional VAE (every profile's `vae`, conf/model/vae_res.yaml):
+the deterministic path above stays exactly ae_res's, and a separate stochastic latent z
+(`noise_channels` at the bottleneck's resolution) is added to the upsampler's input through a
+zero-initialised, bias-free conv (`inject`). In training z ~ q(z | lr, hr), from a posterior that
+sees the HR image (`gensr.archs.posterior`), with a KL to the prior N(0, I); at inference `forward`
+is z = 0 (the prior's mean: exactly the ae_res graph) and `sample` decodes z = temperature * eps.
+An ae_res model file initialises every other weight, so the VAE starts as ae_res and moves only
+as far as helps.
 
 Residual blocks carry RCAN channel attention. The global residual uses `LinearUpsample` (a
 bicubic-initialised, learnable 5x5 conv + pixel shuffle) and the upsampler's last conv starts at
@@ -28,6 +32,7 @@ from gensr.archs.blocks import (
     crop_like,
     res_stack,
 )
+from gensr.archs.posterior import NoiseInjection, PosteriorEncoder
 
 
 class ResidualAttentionAE(nn.Module):
@@ -44,7 +49,7 @@ class ResidualAttentionAE(nn.Module):
         global_residual: bool = True,
         learnable_skip: bool = True,
         variational: bool = False,
-        logvar_init: float = -6.0,
+        noise_channels: int = 8,
         logvar_clamp: float = 10.0,
     ):
         super().__init__()
@@ -57,11 +62,15 @@ class ResidualAttentionAE(nn.Module):
         self.down = nn.Sequential(conv3(f, f2, stride=2), nn.ReLU(inplace=True))
         self.mid_enc = blocks(f2)
         self.to_latent = conv3(f2, latent)
-        self.variational, self.logvar_clamp = bool(variational), float(logvar_clamp)
+        # `conditional`: forward_train takes hr (gensr.training.modules.VAEModule passes it).
+        self.variational = self.conditional = bool(variational)
+        self.noise_channels = int(noise_channels) if self.variational else 0
         if self.variational:
-            self.to_logvar = conv3(f2, latent)
-            nn.init.zeros_(self.to_logvar.weight)
-            nn.init.constant_(self.to_logvar.bias, logvar_init)
+            self.posterior = PosteriorEncoder(scale, channels, f, self.noise_channels, logvar_clamp)
+            # z enters at the upsampler's input (added to the long skip `head`), not at the latent
+            # map: a trained ae_res's decoder barely reacts to its latent (0.1 of noise there moved
+            # the output by 7e-5; the encoder-decoder skip carries the detail).
+            self.inject = NoiseInjection(self.noise_channels, f)
         self.from_latent = nn.Sequential(conv3(latent, f2), nn.ReLU(inplace=True))
         self.mid_dec = blocks(f2)
         self.up = nn.Sequential(conv3(f2, 4 * f), nn.PixelShuffle(2), nn.ReLU(inplace=True))
@@ -72,23 +81,15 @@ class ResidualAttentionAE(nn.Module):
         self.skip_up = LinearUpsample(channels, scale, learnable_skip) if global_residual else None
 
     def init_new_parameters(self) -> tuple[str, ...]:
-        """Parameters an init file of the deterministic twin lacks (gensr.checkpoint.load_init)."""
-        return tuple(f"to_logvar.{n}" for n, _ in self.to_logvar.named_parameters()) if self.variational else ()
+        """Parameters an init file of the deterministic twin lacks (gensr.checkpoint.load_init):
+        the posterior encoder and the injection conv."""
+        return tuple(n for n, _ in self.named_parameters() if n.startswith(("posterior.", "inject.")))
 
-    def _encode(self, lr: torch.Tensor, generator: torch.Generator | None = None, sample: bool = False):
-        """(head, skip, z, mu, logvar); z is mu unless `sample` (variational nets only)."""
+    def _encode(self, lr: torch.Tensor):
+        """(head, skip, z): the LR features and latent map of the deterministic path."""
         head = self.head(lr)
         skip = self.enc(head)
-        h = self.mid_enc(self.down(skip))
-        mu = self.to_latent(h)
-        if not self.variational:
-            return head, skip, mu, mu, None
-        logvar = self.to_logvar(h).clamp(-self.logvar_clamp, self.logvar_clamp)
-        z = mu
-        if sample:
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            z = mu + torch.exp(0.5 * logvar) * eps
-        return head, skip, z, mu, logvar
+        return head, skip, self.to_latent(self.mid_enc(self.down(skip)))
 
     def _decode(self, lr: torch.Tensor, head: torch.Tensor, skip: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         y = crop_like(self.up(self.mid_dec(self.from_latent(z))), skip)
@@ -103,30 +104,34 @@ class ResidualAttentionAE(nn.Module):
         return self._encode(lr)[2]
 
     def encode_decode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        head, skip, z, _, _ = self._encode(lr)
+        head, skip, z = self._encode(lr)
         return self._decode(lr, head, skip, z), z
 
-    def forward_train(self, lr: torch.Tensor, generator: torch.Generator | None = None):
-        """VAE training pass: (sr decoded from a sampled z, mu, logvar)."""
+    def forward_train(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator | None = None):
+        """CVAE training pass: (sr decoded with z ~ q(z | lr, hr), mu, logvar of that posterior)."""
         if not self.variational:
             raise ValueError("forward_train needs ResidualAttentionAE(variational=True)")
-        head, skip, z, mu, logvar = self._encode(lr, generator, sample=True)
-        return self._decode(lr, head, skip, z), mu, logvar
+        head, skip, latent = self._encode(lr)
+        mu, logvar = self.posterior(lr, hr)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return self._decode(lr, head + self.inject(z, skip), skip, latent), mu, logvar
 
     def noise_shape(self, n: int, h: int, w: int) -> tuple[int, int, int, int]:
         """Shape of the standard-normal `noise` that `sample` takes for an [n, C, h, w] input."""
-        return n, self.latent_channels, -(-h // 2), -(-w // 2)
+        return n, self.noise_channels, -(-h // 2), -(-w // 2)
 
     def sample(self, lr: torch.Tensor, generator: torch.Generator | None = None, temperature: float = 1.0,
                noise: torch.Tensor | None = None) -> torch.Tensor:
-        """One SR sample decoded from z = mu + temperature * sigma * eps, eps ~ N(0, I) drawn from
+        """One SR sample decoded from z = temperature * eps, eps ~ N(0, I) (the prior) drawn from
         `generator`, or `noise` when given (the sampling ONNX takes eps as an input: no RNG op)."""
         if not self.variational:
             raise ValueError("sample needs ResidualAttentionAE(variational=True)")
-        head, skip, mu, _, logvar = self._encode(lr)
+        head, skip, latent = self._encode(lr)
         if noise is None:
-            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return self._decode(lr, head, skip, mu + temperature * torch.exp(0.5 * logvar) * noise)
+            shape = (latent.shape[0], self.noise_channels, *latent.shape[2:])
+            noise = torch.randn(shape, generator=generator, device=latent.device, dtype=latent.dtype)
+        return self._decode(lr, head + self.inject(temperature * noise, skip), skip, latent)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.encode_decode(lr)[0]

@@ -49,7 +49,7 @@ class ClampedSR(nn.Module):
 
 
 class SampledSR(nn.Module):
-    """The sampling graph: one SR sample decoded from z = mu + sigma * noise, clamped to [0, 1]."""
+    """The sampling graph: one SR sample (`net.sample`) for standard-normal `noise`, clamped to [0, 1]."""
 
     def __init__(self, net: nn.Module):
         super().__init__()

@@ -1,11 +1,12 @@
 """N seeded samples of one image from a sampling ONNX (`model.sample.onnx`), and their std map.
 
-Sample k of an image is decoded from z = mu + T * sigma * eps_k, eps_k ~ N(0, I) drawn over the
-whole image's latent grid by a generator seeded with (seed, k): the same seed gives the same
-samples, whatever the other images or the tiling. The tiler tells the model where each tile lies
-(`upscale_array(..., with_origin=True)`) and the tile gets the slice of that noise at its latent
-offset (tile origins are multiples of 8, the latent stride divides 8), so a tiled sample equals
-the untiled one within the upscaler's blending tolerance.
+Sample k of an image is decoded from T * eps_k (the `vae`'s draw from its prior; VariationalSR:
+z = mu + T * sigma * eps_k), eps_k ~ N(0, I) drawn over the whole image's latent grid by a
+generator seeded with (seed, k): the same seed gives the same samples, whatever the other images
+or the tiling. The tiler tells the model where each tile lies (`upscale_array(..., with_origin=True)`)
+and the tile gets the slice of that noise at its latent offset (tile origins are multiples of 8,
+the latent stride divides 8), so a tiled sample equals the untiled one within the upscaler's
+blending tolerance.
 """
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from torch import nn
 from gensr.errors import UserError
 from gensr.metrics import psnr_y, ssim_y
 from gensr.training.datamodule import to_numpy
+from gensr.training.schedule import ramp
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -81,6 +82,9 @@ class SRLightningBase(L.LightningModule):
         self.save_hyperparameters({k: plain(v) for k, v in {**args, **extra}.items()}, logger=False)
         self.variant, self.scale, self.channels, self.seed = variant, int(scale), int(channels), int(seed)
         self.total_steps, self.clip_val = int(total_steps), clip_val
+        # (iteration, progress) the loss phases' progress ramps from to total_steps: (0, 0.0) is
+        # iteration / total_steps; gensr.training.budget moves it when it re-plans total_steps.
+        self.progress_start: tuple[int, float] = (0, 0.0)
         self.use_channels_last, self.grid_images = bool(channels_last), int(grid_images)
         self.net = _instantiate(plain(net))
         self.losses = build_losses(plain(losses))
@@ -106,9 +110,14 @@ class SRLightningBase(L.LightningModule):
     def losses_for(self, inputs: str) -> list[nn.Module]:
         return [loss for loss in self.losses.values() if loss.inputs == inputs]
 
+    @property
+    def progress(self) -> float:
+        """Fraction of training done (0..1), the clock of the loss phases."""
+        return ramp(self.iteration, self.total_steps, *self.progress_start)
+
     def active_losses(self, inputs: str) -> list[nn.Module]:
         """The `inputs` losses switched on at this point of training (`active` phases)."""
-        progress = self.iteration / max(self.total_steps, 1)
+        progress = self.progress
         return [loss for loss in self.losses_for(inputs) if loss.is_active(progress)]
 
     @property

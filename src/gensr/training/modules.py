@@ -3,7 +3,7 @@
 - `SRModule`  (ae, ae_res, sparse_ae): pixel losses on net(lr) [+ latent losses on z, e.g. the
   sparse AE's L1 activity penalty, when the config lists any].
 - `VAEModule` (vae): reconstruction of a sampled-z decode + beta * KL with a linear KL warm-up;
-  validation and export use z = mu.
+  a conditional net's posterior also sees hr; validation and export use the deterministic output.
 - `GANModule`, `AAEModule`: see `gensr.training.adversarial` (manual optimisation, two optimisers).
 """
 from __future__ import annotations
@@ -56,17 +56,40 @@ class VAEModule(SRLightningBase):
 
     The KL weight (beta) is the `weight` of the KL loss in `losses`; noise for the
     reparameterisation comes from a per-step seeded generator, so a resumed run draws the same.
+    A net with `conditional = True` (the variational ResidualAttentionAE: q(z | lr, hr)) gets the
+    HR batch too; VariationalSR's posterior q(z | lr) does not take it.
+
+    Starting from `init_from`, the parameters that file lacks (`net.init_new_parameters()`: the
+    posterior encoder, the zero-initialised injection) learn at `new_lr_scale` x the learning rate.
+    At the fine-tune's low rate they take far longer than a short fine-tune to start to matter
+    (quick sizes, 150 steps, beta 1e-3: the posterior cuts the L1 by 1.4% at 1x, by 16% at 10x;
+    samples 0.16 vs 0.54 grey levels apart), and the KL keeps an unused posterior at the prior.
     """
 
-    def __init__(self, net: Mapping, kl_warmup_steps: int = 0, **kwargs: Any):
-        super().__init__(net, extra_hparams={"kl_warmup_steps": kl_warmup_steps}, **kwargs)
-        self.kl_warmup_steps = int(kl_warmup_steps)
+    def __init__(self, net: Mapping, kl_warmup_steps: int = 0, new_lr_scale: float = 1.0, **kwargs: Any):
+        super().__init__(net, extra_hparams={"kl_warmup_steps": kl_warmup_steps, "new_lr_scale": new_lr_scale},
+                         **kwargs)
+        self.kl_warmup_steps, self.new_lr_scale = int(kl_warmup_steps), float(new_lr_scale)
+        new = getattr(self.net, "init_new_parameters", tuple)() if kwargs.get("init_from") else ()
+        self.new_parameters = frozenset(new)
         self.kl_losses = self.losses_for("posterior")
         if not self.kl_losses:
             raise UserError(f"models.{self.variant}: the VAE needs a KL loss (gensr.losses.KLLoss) in losses")
         if not hasattr(self.net, "forward_train") or not getattr(self.net, "variational", True):
             raise UserError(f"models.{self.variant}: VAEModule needs a variational net with forward_train() "
                              "(VariationalSR, or ResidualAttentionAE with variational: true)")
+
+    def configure_optimizers(self):
+        if not self.new_parameters or self.new_lr_scale == 1.0:
+            return super().configure_optimizers()
+        from gensr.training.schedule import build_optimizer
+
+        named = list(self.net.named_parameters())
+        lr = float(self.optim_cfg["optimizer"]["lr"]) * self.new_lr_scale
+        groups = [{"params": [p for n, p in named if n not in self.new_parameters]},
+                  {"params": [p for n, p in named if n in self.new_parameters], "lr": lr}]
+        opt, sched = build_optimizer(self.optim_cfg, groups, self.total_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def kl_factor(self) -> float:
         if self.kl_warmup_steps <= 0:
@@ -75,7 +98,8 @@ class VAEModule(SRLightningBase):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         lr, hr = (self.prepare_input(t) for t in batch)
-        sr, mu, logvar = self.net.forward_train(lr, generator=self.step_generator())
+        hr_in = (hr,) if getattr(self.net, "conditional", False) else ()
+        sr, mu, logvar = self.net.forward_train(lr, *hr_in, generator=self.step_generator())
         terms = pixel_terms(self, sr, hr)
         factor = self.kl_factor()
         for loss in self.kl_losses:

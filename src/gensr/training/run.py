@@ -5,7 +5,8 @@
 gensr.schema); setting the key on the command line sets it for every variant. `trainer.max_steps`
 counts training iterations (batches; one iteration of GAN/AAE steps both optimisers);
 `trainer.val_check_interval` iterations form one epoch, each ending with validation and a
-checkpoint (best by val PSNR-Y, and last).
+checkpoint (best by val PSNR-Y, and last). With `trainer.time_budget_s` set, max_steps is only the
+first plan: gensr.training.budget re-plans the step count so the run's schedule ends inside the budget.
 
 Resume (`trainer.resume`): `auto` continues checkpoints/<v>/last.ckpt when it belongs to this
 variant/scale/channels, was written with the same config hash and is unfinished, else it starts
@@ -19,6 +20,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,8 @@ from gensr.training.base import plain
 from gensr.training.outputs import FinishedRun, write_outputs
 
 # trainer-group keys gensr interprets itself; everything else goes to lightning.Trainer as is
-OWN_KEYS = ("max_steps", "val_check_interval", "gradient_clip_val", "resume", "channels_last", "compile", "threads")
+OWN_KEYS = ("max_steps", "val_check_interval", "gradient_clip_val", "resume", "channels_last", "compile", "threads",
+            "time_budget_s")
 # keys that do not change what is computed: excluded from the config hash (resume stays allowed)
 NOT_HASHED = {"resume", "log_every_n_steps", "enable_progress_bar", "threads", "num_sanity_val_steps", "num_workers"}
 
@@ -198,9 +201,11 @@ def build_module(eff: dict[str, Any]):
     return module
 
 
-def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | None = None,
+          clock: Callable[[], float] | None = None) -> dict[str, Any]:
     """`root` (default: the checkout) holds data.out_dir, models/ and checkpoints/; bench/quality.py
-    points it at a scratch folder so a benchmark never touches the pipeline's outputs."""
+    points it at a scratch folder so a benchmark never touches the pipeline's outputs. `clock`: what
+    `trainer.time_budget_s` is measured with (default time.monotonic; tests pass a fake one)."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -261,13 +266,20 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
     run_setup = ml.RunSetup(params, tags, OmegaConf.to_yaml(cfg), ml.PreparedData(prepared, scale, manifest))
     # First: its hooks open and close the optimisation / loader / validation phases (models/<v>/timings.json)
     timer = PhaseTimer({"ema": [ema], "log": [history, grid, run_setup]})
-    callbacks = [timer, ema, run_info, history, grid, run_setup, best, last, *(extra_callbacks or [])]
+    budget = None
+    if tr.get("time_budget_s"):  # the run re-plans its own step count to end inside the budget
+        from gensr.training.budget import TimeBudget
+
+        budget = TimeBudget(float(tr["time_budget_s"]), eff["steps_per_epoch"], run_info, history,
+                            now=clock or time.monotonic)
+    callbacks = [timer, ema, run_info, history, grid, run_setup, *([budget] if budget else []), best, last,
+                 *(extra_callbacks or [])]
 
     passthrough = {k: v for k, v in tr.items() if k not in OWN_KEYS}
     passthrough["precision"] = _precision(tr)
     passthrough.setdefault("enable_progress_bar", False)
     trainer = L.Trainer(
-        **passthrough, max_epochs=eff["epochs"], max_steps=-1, check_val_every_n_epoch=1,
+        **passthrough, max_epochs=-1 if budget else eff["epochs"], max_steps=-1, check_val_every_n_epoch=1,
         gradient_clip_val=None if manual else tr.get("gradient_clip_val"),
         logger=logger, callbacks=callbacks, default_root_dir=str(ckpt_dir), plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False, enable_model_summary=False,
@@ -276,12 +288,16 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
     say(f"[{variant}] {type(module).__name__}: {type(module.net).__name__} {n_params / 1e6:.3f} M params, "
         f"{eff['total_steps']} steps ({eff['epochs']} x {eff['steps_per_epoch']}), batch {dmc['batch_size']}, "
         f"patch {dmc['patch_size']}, scale {scale}; MLflow {uri}")
+    if budget:
+        say(f"[{variant}] time budget {budget.budget_s:g} s: {eff['total_steps']} steps is the first plan; "
+            "the run re-plans them from its own time per step")
     with ml.ends_run(logger):  # FINISHED once the outputs are written and logged, else FAILED
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
         if trainer.interrupted:
             raise KeyboardInterrupt(f"{variant}: training interrupted; rerun to resume from {ckpt_dir / 'last.ckpt'}")
         if not trainer.is_global_zero:
             return {}
-        return write_outputs(FinishedRun(eff, module, datamodule, ema, run_info, history, timer, best, logger,
-                                         chash, manifest, root, t0))
+        metrics = write_outputs(FinishedRun(eff, module, datamodule, ema, run_info, history, timer, best, logger,
+                                            chash, manifest, root, t0))
+        return {**metrics, **budget.write(models_dir / "metrics.json", module, logger)} if budget else metrics
 
