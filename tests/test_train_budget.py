@@ -174,7 +174,8 @@ def test_the_first_plan_is_calibrated_before_the_first_validation(capsys):
     trainer = SimpleNamespace(should_stop=False, is_global_zero=True, sanity_checking=False, loggers=[],
                               strategy=SimpleNamespace(broadcast=lambda obj, src=0: obj),
                               lr_scheduler_configs=[SimpleNamespace(scheduler=sched)])
-    module, budget = Module(1000), TimeBudget(100, interval, now=lambda: now[0], calibration_steps=50)
+    module, budget = Module(1000), TimeBudget(100, interval, now=lambda: now[0], calibration_steps=50,
+                                              replan_every=1.0)  # no periodic re-plans: exact figures
     budget.on_train_start(trainer, module)
     while not trainer.should_stop:
         budget.on_train_batch_start(trainer, module, None, 0)
@@ -195,6 +196,44 @@ def test_the_first_plan_is_calibrated_before_the_first_validation(capsys):
     assert opt.param_groups[0]["lr"] == pytest.approx(LR * MIN_RATIO)
     out = capsys.readouterr().out
     assert "no validation timed yet -> 194 steps (was 1000)" in out and "5.0 s per validation -> 167" in out
+
+
+def _drive(budget: TimeBudget, clock: list, step_s, val_s: float = 1.0, interval: int = 10_000) -> tuple[float, Module]:
+    """Run the hooks as Lightning calls them, a step taking step_s(elapsed) seconds on the fake
+    `clock` the budget reads; returns (the end time, the module)."""
+    lam = WarmupSchedule(1000, warmup_steps=10, min_lr_ratio=MIN_RATIO)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
+    trainer = SimpleNamespace(should_stop=False, is_global_zero=True, sanity_checking=False, loggers=[],
+                              strategy=SimpleNamespace(broadcast=lambda obj, src=0: obj),
+                              lr_scheduler_configs=[SimpleNamespace(scheduler=sched)])
+    module = Module(1000)
+    budget.on_train_start(trainer, module)
+    while not trainer.should_stop:
+        budget.on_train_batch_start(trainer, module, None, 0)
+        clock[0] += step_s(clock[0])
+        opt.step()
+        sched.step()
+        module.iteration += 1
+        budget.on_train_batch_end(trainer, module, None, None, 0)
+        if module.iteration % interval == 0 or trainer.should_stop:
+            budget.on_validation_start(trainer, module)
+            clock[0] += val_s
+    budget.on_train_end(trainer, module)
+    assert lam.total == module.total_steps
+    return clock[0], module
+
+
+@pytest.mark.parametrize("replan_every, ends_inside", [(1.0, False), (0.05, True)])
+def test_steps_that_slow_down_between_validations_are_caught_by_periodic_replans(replan_every, ends_inside, capsys):
+    # 0.5 s per step for the first 60 s, then 0.7 s, no validation before the end: a plan made at
+    # calibration only overruns the 100 s budget; re-planning every 5 s follows the drift.
+    clock = [0.0]
+    budget = TimeBudget(100, 10_000, now=lambda: clock[0], calibration_steps=20, replan_every=replan_every)
+    end, module = _drive(budget, clock, lambda t: 0.5 if t < 60 else 0.7)
+    assert (end <= 100) is ends_inside
+    assert module.progress == 1.0 and budget.report(module)["schedule_completed"] is True
+    assert (len(budget.plans) > 5) is ends_inside
 
 
 def test_resume_mid_run_keeps_the_plan_and_the_progress(project, capsys):
