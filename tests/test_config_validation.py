@@ -43,6 +43,7 @@ PARAMS_CASES = [
     (["+models.ae.trainer.max_steps=5"], "models.ae.trainer", "trainer.<key>={default: ..., ae: ...}"),
     (["no_such_key=1"], "no_such_key", "+no_such_key=1"),
     (["nets.residual_attention_ae.features=0"], "nets.residual_attention_ae.features=0", ">= 1"),
+    (["models.vae.net.noise_channels=0"], "models.vae.net.noise_channels=0", ">= 1"),
     # gan's net is ae_res's (`${models.ae_res.net}`): it is resized there
     (["models.gan.net.n_blocks=3"], "models.gan.net.n_blocks", "set models.ae_res.net.n_blocks=3 instead"),
 ]

@@ -165,42 +165,9 @@ class Module:
         return ramp(self.iteration, self.total_steps, *self.progress_start)
 
 
-def test_the_first_plan_is_calibrated_before_the_first_validation(capsys):
-    # 0.5 s per step, a validation (with its checkpoints) 5 s every 100 steps, a 100 s budget; the
-    # first plan (1000 steps) is far too long. The hooks are driven as Lightning calls them.
-    now, interval, lam = [0.0], 100, WarmupSchedule(1000, warmup_steps=10, min_lr_ratio=MIN_RATIO)
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
-    trainer = SimpleNamespace(should_stop=False, is_global_zero=True, sanity_checking=False, loggers=[],
-                              strategy=SimpleNamespace(broadcast=lambda obj, src=0: obj),
-                              lr_scheduler_configs=[SimpleNamespace(scheduler=sched)])
-    module, budget = Module(1000), TimeBudget(100, interval, now=lambda: now[0], calibration_steps=50,
-                                              replan_every=1.0)  # no periodic re-plans: exact figures
-    budget.on_train_start(trainer, module)
-    while not trainer.should_stop:
-        budget.on_train_batch_start(trainer, module, None, 0)
-        now[0] += 0.5
-        opt.step()
-        sched.step()
-        module.iteration += 1
-        budget.on_train_batch_end(trainer, module, None, None, 0)
-        if module.iteration % interval == 0 or trainer.should_stop:
-            budget.on_validation_start(trainer, module)
-            now[0] += 5.0
-    budget.on_train_end(trainer, module)
-    # at step 51 (50 steps of 0.5 s after the first): 97 s - 25.5 s left at 0.5 s per step; after the
-    # validation at step 100 (55 s): 97 - 55 - 5 (the final validation) at 0.5 + 5 / 100 s per step
-    assert budget.plans == [[51, 25.5, 51 + 143], [100, 55.0, 100 + 67]]
-    assert module.iteration == module.total_steps == lam.total == 167 and module.progress == 1.0
-    assert now[0] == 55 + 67 * 0.5 + 5 <= 100 and budget.report(module)["schedule_completed"] is True
-    assert opt.param_groups[0]["lr"] == pytest.approx(LR * MIN_RATIO)
-    out = capsys.readouterr().out
-    assert "no validation timed yet -> 194 steps (was 1000)" in out and "5.0 s per validation -> 167" in out
-
-
-def _drive(budget: TimeBudget, clock: list, step_s, val_s: float = 1.0, interval: int = 10_000) -> tuple[float, Module]:
+def _drive(budget: TimeBudget, clock: list, step_s, val_s: float = 1.0, interval: int = 10_000) :
     """Run the hooks as Lightning calls them, a step taking step_s(elapsed) seconds on the fake
-    `clock` the budget reads; returns (the end time, the module)."""
+    `clock` the budget reads; returns (the end time, the module, its schedule, its optimiser)."""
     lam = WarmupSchedule(1000, warmup_steps=10, min_lr_ratio=MIN_RATIO)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
@@ -220,8 +187,24 @@ def _drive(budget: TimeBudget, clock: list, step_s, val_s: float = 1.0, interval
             budget.on_validation_start(trainer, module)
             clock[0] += val_s
     budget.on_train_end(trainer, module)
-    assert lam.total == module.total_steps
-    return clock[0], module
+    return clock[0], module, lam, opt
+
+
+def test_the_first_plan_is_calibrated_before_the_first_validation(capsys):
+    # 0.5 s per step, a validation (with its checkpoints) 5 s every 100 steps, a 100 s budget; the
+    # first plan (1000 steps) is far too long. The hooks are driven as Lightning calls them.
+    now = [0.0]
+    budget = TimeBudget(100, 100, now=lambda: now[0], calibration_steps=50,
+                        replan_every=1.0)  # no periodic re-plans: exact figures
+    end, module, lam, opt = _drive(budget, now, lambda t: 0.5, val_s=5.0, interval=100)
+    # at step 51 (50 steps of 0.5 s after the first): 97 s - 25.5 s left at 0.5 s per step; after the
+    # validation at step 100 (55 s): 97 - 55 - 5 (the final validation) at 0.5 + 5 / 100 s per step
+    assert budget.plans == [[51, 25.5, 51 + 143], [100, 55.0, 100 + 67]]
+    assert module.iteration == module.total_steps == lam.total == 167 and module.progress == 1.0
+    assert now[0] == 55 + 67 * 0.5 + 5 <= 100 and budget.report(module)["schedule_completed"] is True
+    assert opt.param_groups[0]["lr"] == pytest.approx(LR * MIN_RATIO)
+    out = capsys.readouterr().out
+    assert "no validation timed yet -> 194 steps (was 1000)" in out and "5.0 s per validation -> 167" in out
 
 
 @pytest.mark.parametrize("replan_every, ends_inside", [(1.0, False), (0.05, True)])
@@ -230,7 +213,8 @@ def test_steps_that_slow_down_between_validations_are_caught_by_periodic_replans
     # calibration only overruns the 100 s budget; re-planning every 5 s follows the drift.
     clock = [0.0]
     budget = TimeBudget(100, 10_000, now=lambda: clock[0], calibration_steps=20, replan_every=replan_every)
-    end, module = _drive(budget, clock, lambda t: 0.5 if t < 60 else 0.7)
+    end, module, lam, _ = _drive(budget, clock, lambda t: 0.5 if t < 60 else 0.7)
+    assert lam.total == module.total_steps
     assert (end <= 100) is ends_inside
     assert module.progress == 1.0 and budget.report(module)["schedule_completed"] is True
     assert (len(budget.plans) > 5) is ends_inside

@@ -128,6 +128,7 @@ RULES: dict[str, Rule] = {
     "nets.*.latent": integer(1),
     "models.*.net.features": integer(1),
     "models.*.net.latent": integer(1),
+    "models.*.net.noise_channels": integer(1),
     "models.*.*.optimizer.lr": POSITIVE,
     "models.*.*.schedule.kind": one_of(*SCHEDULE_KINDS),
     "models.*.*.schedule.warmup_steps": integer(0),
