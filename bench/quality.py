@@ -133,12 +133,10 @@ class TrainedRun:
     optim_fraction: float | None = None  # the share of wall time in optimisation the plan assumed
 
 
-def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path) -> dict:
-    from omegaconf import open_dict
-
+def run_config(args, scale: int, photos: Path, work: Path):
+    """(tag, overrides, cfg) of one scale's run; a fine-tune (gan, vae) starts from this bench's
+    ae_res run at the same scale unless --set names its init_from."""
     from gensr.config import compose
-    from gensr.data.prepare import prepare
-    from gensr.training.run import effective_config, train
 
     tag = f"{args.variant}-{args.profile}-x{scale}"
     overrides = [
@@ -151,7 +149,19 @@ def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path)
     init = cfg.models[args.variant].get("init_from")
     if init and not Path(init).is_absolute():  # a fine-tune: its start model lives in the checkout, not the run
         default = work / f"ae_res-{args.profile}-x{scale}" / init  # the bench run of the model it names
-        cfg.models[args.variant].init_from = str(default if default.is_file() else ROOT / init)
+        init = cfg.models[args.variant].init_from = str(default if default.is_file() else ROOT / init)
+    if init and args.variant in (cfg.get("train_from") or {}):  # the schema: the DVC dep is the start model
+        cfg.train_from[args.variant] = init
+    return tag, overrides, cfg
+
+
+def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path) -> dict:
+    from omegaconf import open_dict
+
+    from gensr.data.prepare import prepare
+    from gensr.training.run import effective_config, train
+
+    tag, overrides, cfg = run_config(args, scale, photos, work)
     if args.score_only:
         return scored(args, scale, sets, TrainedRun(work / tag, overrides))
     t = time.perf_counter()
@@ -218,10 +228,16 @@ def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
     }
 
 
+def _texture(m: dict) -> str:
+    return f", texture {m['texture_distance']:.3f}" if "texture_distance" in m else ""  # absent in older results
+
+
 def table(results: list[dict]) -> str:
     cols = [(s, r["scale"]) for r in results for s in r["sets"]]
-    # hf: high-frequency energy relative to HR (1.0 = as much fine texture as the ground truth)
-    head = ["method", "params", "budget", "device"] + [f"{s} x{k} PSNR/SSIM-Y (Δ bicubic), hf" for s, k in cols]
+    # hf: high-frequency energy relative to HR (1.0 = as much fine texture as the ground truth);
+    # texture: distance of the local detail statistics to HR's (0 = HR's; gensr.evaluate.texture)
+    head = ["method", "params", "budget", "device"] + [f"{s} x{k} PSNR/SSIM-Y (Δ bicubic), hf, texture"
+                                                       for s, k in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by_scale = {r["scale"]: r for r in results}
     for r in results:
@@ -233,7 +249,8 @@ def table(results: list[dict]) -> str:
                 cells.append("")
                 continue
             m, b = r["sets"][s], r["bicubic"][s]
-            cells.append(f"{m['psnr_y']:.2f} / {m['ssim_y']:.4f} ({m['psnr_y'] - b['psnr_y']:+.2f}), hf {m['hf_ratio']:.2f}")
+            cells.append(f"{m['psnr_y']:.2f} / {m['ssim_y']:.4f} ({m['psnr_y'] - b['psnr_y']:+.2f}), "
+                         f"hf {m['hf_ratio']:.2f}{_texture(m)}")
         lines.append("| " + " | ".join(cells) + " |")
         if r.get("self_ensemble"):
             cells = [f"{r['variant']} + x8 self-ensemble (8 passes)", cells[1], cells[2], cells[3]]
@@ -244,7 +261,7 @@ def table(results: list[dict]) -> str:
     cells = ["bicubic (measured, MATLAB imresize)", "-", "-", "-"]
     for s, k in cols:
         b = by_scale[k]["bicubic"][s]
-        cells.append(f"{b['psnr_y']:.2f} / {b['ssim_y']:.4f}, hf {b['hf_ratio']:.2f}")
+        cells.append(f"{b['psnr_y']:.2f} / {b['ssim_y']:.4f}, hf {b['hf_ratio']:.2f}{_texture(b)}")
     lines.append("| " + " | ".join(cells) + " |")
     for name, params, ref in REFERENCE:
         cells = [f"{name} (published)" if "published" not in name else name, params, "-", "-"]

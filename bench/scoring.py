@@ -1,7 +1,8 @@
 """Set5/Set14 (and any folder of HR images) scored with the shared benchmark protocol, for
 bench/quality.py and bench/speed.py's deployment table alike: HR modcropped, LR = the standard
 LR_bicubic files (an --eval folder without them gets the project's MATLAB bicubic of its HR),
-PSNR/SSIM on Y with `scale` pixels shaved, hf = high-frequency energy relative to HR.
+PSNR/SSIM on Y with `scale` pixels shaved, hf = high-frequency energy relative to HR, texture
+distance and GMSD (lower = closer to HR's detail; gensr.evaluate.texture).
 
 What is scored is any upscaler `sr_of(lr) -> sr` (HxWxC float32 in [0, 1]): a trained torch model
 file (`torch_upscaler`), the bicubic baseline (`bicubic_upscaler`), or an ONNX model through the
@@ -65,9 +66,10 @@ def torch_upscaler(model_file: Path, scale: int, ensemble: bool = False) -> Upsc
 
 
 def score(sr_of: Upscaler, sets: list[ScoredSet], scale: int, channels: int = 3) -> dict[str, dict[str, float]]:
-    """{set: {psnr_y, ssim_y, hf_ratio}}, each the mean over the set's images of `sr_of(lr)`."""
+    """{set: {psnr_y, ssim_y, hf_ratio, texture_distance, gmsd}}, each the mean over the set's images
+    of `sr_of(lr)` (the evaluate stage's functions)."""
     from gensr.evaluate.sets import EvalSet, slug
-    from gensr.evaluate.texture import hf_ratio
+    from gensr.evaluate.texture import gmsd, hf_ratio, texture_distance
     from gensr.metrics import psnr_y, ssim_y
 
     out = {}
@@ -79,7 +81,7 @@ def score(sr_of: Upscaler, sets: list[ScoredSet], scale: int, channels: int = 3)
             if s.benchmark and lr_source != "LR_bicubic":
                 raise FileNotFoundError(f"{s.hr_dir.parent}: no LR_bicubic/X{scale}/{pair.name}x{scale}.png")
             sr = sr_of(pair.lr)
-            rows.append((psnr_y(sr, pair.hr, scale), ssim_y(sr, pair.hr, scale), hf_ratio(sr, pair.hr, scale)))
-        psnr, ssim, hf = np.mean(rows, axis=0)
-        out[s.name] = {"psnr_y": float(psnr), "ssim_y": float(ssim), "hf_ratio": float(hf)}
+            rows.append([f(sr, pair.hr, scale) for f in (psnr_y, ssim_y, hf_ratio, texture_distance, gmsd)])
+        keys = ("psnr_y", "ssim_y", "hf_ratio", "texture_distance", "gmsd")
+        out[s.name] = dict(zip(keys, (float(v) for v in np.mean(rows, axis=0))))
     return out

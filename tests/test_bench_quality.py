@@ -53,9 +53,10 @@ def test_eval_folder_is_scored_with_the_benchmark_protocol(tmp_path, monkeypatch
         assert got["ssim_y"] == pytest.approx(np.mean([ssim_y(sr, hr, 2) for sr, hr in zip(srs, hrs)]), abs=1e-6)
     assert abs(result["sets"]["Mine"]["psnr_y"] - result["bicubic"]["Mine"]["psnr_y"]) > 0.05
     table = capsys.readouterr().out
-    assert "| Set5 x2 PSNR/SSIM-Y (Δ bicubic), hf | Set14 x2 PSNR/SSIM-Y (Δ bicubic), hf | Mine x2" in table
+    assert "| Set5 x2 PSNR/SSIM-Y (Δ bicubic), hf, texture | Set14 x2 PSNR/SSIM-Y (Δ bicubic), hf, texture | Mine x2" in table
     mine_psnr = f"{result['sets']['Mine']['psnr_y']:.2f} / {result['sets']['Mine']['ssim_y']:.4f}"
     assert mine_psnr in table
+    assert f"texture {result['sets']['Mine']['texture_distance']:.3f}" in table
 
 
 def test_bad_eval_entries_are_refused(tmp_path):
@@ -80,3 +81,55 @@ def test_budget_plans_steps_from_an_earlier_runs_share_in_optimisation(tmp_path)
     # those steps plus the overhead measured around them (20% of the wall) end inside the budget
     assert steps == int(quality.SAFETY * 0.8 * 3600 / 0.4) and steps * 0.4 / 0.8 <= 3600
     assert quality.planned_steps(10, 5.0, 0.5) == 10  # never fewer than 10
+
+
+def test_generative_table_and_side_by_side_crop(tmp_path, capsys):
+    """bench/generative.py: every method scored on Set5/Set14 with the evaluate stage's measures,
+    and one picture of the methods (the VAE with its uncertainty map) on the chosen Set14 image."""
+    spec = importlib.util.spec_from_file_location("bench_generative", ROOT / "bench" / "generative.py")
+    generative = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generative)
+    bench = tmp_path / "benchmarks"
+    fx.write_benchmark(bench / "Set5", [("rocket", 41, 38)], standard_lr=True)
+    fx.write_benchmark(bench / "Set14", [("coffee", 36, 45), ("chelsea", 38, 50)], standard_lr=True)
+    models = {v: fx.write_model(tmp_path / "models", v, 2) for v in ("gan", "vae")}
+    out = tmp_path / "out"
+    argv = ["--scale", "2", "--benchmarks", str(bench), "--crop-image", "chelsea", "--out", str(out),
+            *[f"--model={v}={p}" for v, p in models.items()]]
+    assert generative.main(argv) == 0
+    result = json.loads((out / "generative.json").read_text())
+    assert set(result["table"]) == {"bicubic", "gan", "vae"}
+    for per_set in result["table"].values():
+        assert set(per_set) == {"Set5", "Set14"}
+        assert set(per_set["Set14"]) == {"psnr_y", "ssim_y", "hf_ratio", "texture_distance", "gmsd"}
+    assert result["table"]["gan"]["Set14"]["hf_ratio"] > result["table"]["bicubic"]["Set14"]["hf_ratio"]
+    crop = read_image(out / "crop-chelsea-x2.png")
+    assert crop.ndim == 3 and crop.shape[1] > 4 * 150  # four panels per row
+    table = capsys.readouterr().out
+    assert "| gan | " in table and "| vae | " in table
+    with pytest.raises(SystemExit, match="expected NAME=MODEL_FILE"):
+        generative.main(["--scale", "2", "--benchmarks", str(bench), "--model", "gan=/nonexistent.pt"])
+
+
+@pytest.mark.parametrize("variant", ["gan", "vae"])
+def test_a_fine_tune_starts_from_this_benchs_ae_res_run(tmp_path, variant):
+    """A bench gan/vae run starts from the bench's own ae_res of the same profile and scale, and its
+    config passes the schema (train_from, dvc.yaml's dependency, names the same file)."""
+    from argparse import Namespace
+
+    from gensr.schema import validate
+
+    work = tmp_path / "work"
+    start = work / "ae_res-full-x4" / "models" / "ae_res" / "model.pt"
+    start.parent.mkdir(parents=True)
+    start.write_bytes(b"weights")
+    args = Namespace(variant=variant, profile="full", seed=0, set=[])
+    tag, _, cfg = quality.run_config(args, 4, tmp_path / "photos", work)
+    assert tag == f"{variant}-full-x4"
+    assert cfg.models[variant].init_from == str(start) == cfg.train_from[variant]
+    validate(cfg)
+    other = tmp_path / "mine.pt"
+    args = Namespace(variant=variant, profile="full", seed=0, set=[f"models.{variant}.init_from={other}"])
+    _, _, cfg = quality.run_config(args, 4, tmp_path / "photos", work)
+    assert cfg.models[variant].init_from == str(other) == cfg.train_from[variant]
+    validate(cfg)

@@ -5,6 +5,7 @@ from gensr.losses.frequency import BandEnergyLoss
 from gensr.losses.latent import KLLoss, L1ActivityLoss
 from gensr.losses.pixel import CharbonnierLoss, L1Loss, MSELoss
 from gensr.losses.ssim import SSIMLoss, ssim_map
+from gensr.losses.structure import StructureTensorLoss
 from gensr.losses.style import StyleLoss, gram
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "MSELoss",
     "R1Penalty",
     "SSIMLoss",
+    "StructureTensorLoss",
     "StyleLoss",
     "WeightedLoss",
     "build_losses",

@@ -29,16 +29,13 @@ Off (`time_budget_s: null`) this callback is not used: the run is the fixed `max
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 
-from gensr.io import atomic_write_json
 from gensr.training.schedule import WarmupSchedule, moved_start
 
 END_AT = 0.97            # plan to end at this share of the budget: room for drift after the last plan
@@ -158,21 +155,6 @@ class TimeBudget(L.Callback):
         return {"time_budget_s": self.budget_s, "planned_steps": self.planned, "first_planned_steps": self.first_plan,
                 "schedule_completed": pl_module.iteration >= self.planned and pl_module.progress >= 1.0,
                 "budget_used_s": round(used, 1), "replans": len(self.plans)}
-
-    def write(self, metrics_json: Path, pl_module, logger: Any = None) -> dict[str, Any]:
-        """Add the figures to the run's metrics.json (and its MLflow run: budget/* metrics and the
-        file again); returns them."""
-        figures = self.report(pl_module)
-        path = Path(metrics_json)
-        atomic_write_json(path, {**json.loads(path.read_text()), **figures})
-        if logger is not None and hasattr(logger, "run_id"):
-            from mlflow.entities import Metric
-
-            now, step = int(time.time() * 1000), pl_module.iteration
-            logger.experiment.log_batch(logger.run_id, metrics=[
-                Metric(f"budget/{k}", float(v), now, step) for k, v in figures.items() if v is not None])
-            logger.experiment.log_artifact(logger.run_id, str(path), "metrics")
-        return figures
 
     # ---- checkpoint ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

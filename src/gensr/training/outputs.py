@@ -4,7 +4,7 @@ wall time went, gensr.training.timing), and two summary lines on the console."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ class FinishedRun:
     manifest: str
     root: Path
     started: float               # time.monotonic() when `train` began
+    extra: dict[str, Any] = field(default_factory=dict)  # more figures for metrics.json (the time budget's)
 
 
 def write_outputs(run: FinishedRun) -> dict[str, Any]:
@@ -46,6 +47,7 @@ def write_outputs(run: FinishedRun) -> dict[str, Any]:
         "delta": r["val/psnr_y"] - dm.bicubic_psnr_y,
         "best_val_psnr_y": float(best.best_model_score) if best.best_model_score is not None else r["val/psnr_y"],
         "steps": module.iteration, "seconds": round(run.run_info.seconds(), 1), "mlflow_run_id": run_id,
+        **run.extra,
     }
     meta = {
         "variant": variant, "scale": module.scale, "channels": module.channels, "mlflow_run_id": run_id,
@@ -61,7 +63,7 @@ def write_outputs(run: FinishedRun) -> dict[str, Any]:
     ml.log_outputs(
         run.logger, {"model": model_pt, "checkpoints": Path(best.best_model_path or ""), "metrics": metrics_json,
                      "history": run.history.path, "timings": timings_json},
-        {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, module.iteration,
+        {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, module.iteration,
         timing.mlflow_metrics(timings),
     )
     print(timing.summary(variant, timings), flush=True)

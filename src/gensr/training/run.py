@@ -297,7 +297,6 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
             raise KeyboardInterrupt(f"{variant}: training interrupted; rerun to resume from {ckpt_dir / 'last.ckpt'}")
         if not trainer.is_global_zero:
             return {}
-        metrics = write_outputs(FinishedRun(eff, module, datamodule, ema, run_info, history, timer, best, logger,
-                                            chash, manifest, root, t0))
-        return {**metrics, **budget.write(models_dir / "metrics.json", module, logger)} if budget else metrics
+        return write_outputs(FinishedRun(eff, module, datamodule, ema, run_info, history, timer, best, logger,
+                                         chash, manifest, root, t0, budget.report(module) if budget else {}))
 
