@@ -44,6 +44,9 @@ PARAMS_CASES = [
     (["no_such_key=1"], "no_such_key", "+no_such_key=1"),
     (["nets.residual_attention_ae.features=0"], "nets.residual_attention_ae.features=0", ">= 1"),
     (["models.vae.net.noise_channels=0"], "models.vae.net.noise_channels=0", ">= 1"),
+    (["models.gan.losses.band.window=0"], "models.gan.losses.band.window=0", ">= 1"),
+    (["models.gan.losses.structure={_target_:gensr.losses.StructureTensorLoss,octaves:0}"],
+     "models.gan.losses.structure.octaves=0", ">= 1"),
     # gan's net is ae_res's (`${models.ae_res.net}`): it is resized there
     (["models.gan.net.n_blocks=3"], "models.gan.net.n_blocks", "set models.ae_res.net.n_blocks=3 instead"),
 ]

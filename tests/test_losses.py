@@ -236,3 +236,6 @@ def test_structure_loss_is_the_texture_metric_and_sees_orientation_not_phase():
         loss(x, hr).backward()
         opt.step()
     assert loss(x, hr).item() < 0.7 * start
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="octaves must be"):
+            StructureTensorLoss(octaves=bad)

@@ -138,6 +138,8 @@ RULES: dict[str, Rule] = {
     "models.*.losses.*.weight": number(0),
     "models.*.losses.*.active": ACTIVE,
     "models.*.losses.*.gan_type": one_of(*GAN_TYPES),
+    "models.*.losses.*.window": integer(1),       # BandEnergyLoss
+    "models.*.losses.*.octaves": integer(1),      # StructureTensorLoss
     "models.*.ema_decay": number(0, 1, hi_open=True),
     "models.*.d_warmup_steps": integer(0),
     "models.*.kl_warmup_steps": integer(0),

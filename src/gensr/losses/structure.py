@@ -104,6 +104,8 @@ class StructureTensorLoss(WeightedLoss):
     def __init__(self, weight: float = 1.0, octaves: int = OCTAVES, name: str | None = None,
                  active: tuple[float, float] = (0.0, 1.0)):
         super().__init__(weight, name, active)
+        if int(octaves) != octaves or octaves < 1:
+            raise ValueError(f"loss {self.name}: octaves must be an integer >= 1, got {octaves!r}")
         self.octaves = int(octaves)
 
     def compute(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
