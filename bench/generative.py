@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not Path(path).is_file():
             raise SystemExit(f"error: --model {entry!r}: expected NAME=MODEL_FILE of an existing file")
         models[name] = Path(path)
-    out = args.out or ROOT / "bench" / "runs" / f"generative-x{args.scale}"
+    out = (args.out or ROOT / "bench" / "runs" / f"generative-x{args.scale}").resolve()
+    if out.is_relative_to(args.benchmarks.resolve()):  # never write beside the user's benchmark images
+        raise SystemExit(f"error: --out {out}: inside --benchmarks {args.benchmarks}; choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     sets = scored_sets(args.benchmarks, [])
     table = {"bicubic": score(bicubic_upscaler(args.scale), sets, args.scale)}
@@ -104,4 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gensr.errors import UserError
+
+    try:
+        sys.exit(main())
+    except UserError as e:  # a model file of another scale, an unreadable image: one line
+        sys.exit(f"error: {e}")

@@ -109,6 +109,9 @@ def test_generative_table_and_side_by_side_crop(tmp_path, capsys):
     assert "| gan | " in table and "| vae | " in table
     with pytest.raises(SystemExit, match="expected NAME=MODEL_FILE"):
         generative.main(["--scale", "2", "--benchmarks", str(bench), "--model", "gan=/nonexistent.pt"])
+    with pytest.raises(SystemExit, match="inside --benchmarks"):
+        generative.main([*argv, "--out", str(bench / "Set14" / "HR")])
+    assert sorted(p.name for p in (bench / "Set14" / "HR").iterdir()) == ["chelsea.png", "coffee.png"]
 
 
 @pytest.mark.parametrize("variant", ["gan", "vae"])
