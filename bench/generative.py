@@ -18,7 +18,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -30,7 +29,6 @@ SAMPLES = 8
 
 
 def crop_picture(models: dict[str, Path], hr_dir: Path, image: str, scale: int, out: Path) -> Path:
-    import torch
     from PIL import Image
 
     from gensr.archs import is_variational
@@ -39,6 +37,7 @@ def crop_picture(models: dict[str, Path], hr_dir: Path, image: str, scale: int, 
     from gensr.evaluate.compare import Layout, Panels, comparison_picture, detail_crop
     from gensr.evaluate.inference import upscale
     from gensr.evaluate.sets import EvalSet
+    from gensr.evaluate.uncertainty import Draws, sample_std
     from gensr.metrics import psnr_y
 
     pairs = [p for p, _ in EvalSet("crop", hr_dir, "benchmark").pairs(scale, 3) if p.name == image]
@@ -46,19 +45,13 @@ def crop_picture(models: dict[str, Path], hr_dir: Path, image: str, scale: int, 
         raise SystemExit(f"error: --crop-image {image}: not in {hr_dir}")
     pair = pairs[0]
     outputs = {"bicubic": bicubic_upscale(pair.lr, scale)}
-    uncertainty = {}
-    for name, path in models.items():
-        net = load_model(path, scale=scale, channels=3)[0].eval()
-        outputs[name] = upscale(net, pair.lr, scale)
-        if is_variational(net):  # the VAE: per-pixel std over seeded samples
-            lr = torch.from_numpy(pair.lr).permute(2, 0, 1)[None]
-            with torch.no_grad():
-                draws = [net.sample(lr, torch.Generator().manual_seed(s))[0].permute(1, 2, 0).clamp(0, 1).numpy()
-                         for s in range(SAMPLES)]
-            uncertainty[name] = np.std(np.stack(draws), axis=0).mean(axis=2)
+    nets = {name: load_model(path, scale=scale, channels=3)[0].eval() for name, path in models.items()}
+    outputs.update({name: upscale(net, pair.lr, scale) for name, net in nets.items()})
     psnrs = {k: psnr_y(v, pair.hr, scale) for k, v in outputs.items()}
-    top, left, side = box = detail_crop(pair.hr, 96, scale, border=scale)
-    cut = {k: v[top: top + side, left: left + side] for k, v in uncertainty.items()}
+    box = detail_crop(pair.hr, 96, scale, border=scale)
+    # the VAE: per-pixel std over seeded samples, as the evaluate stage's report draws it
+    cut = {name: sample_std(net, pair.lr, scale, box, Draws(samples=SAMPLES)) for name, net in nets.items()
+           if is_variational(net)}
     sheet, _ = comparison_picture(pair.hr, pair.lr, Panels(outputs, psnrs, cut), scale,
                                   Layout(crop=96, columns=4), box=box)
     path = out / f"crop-{image}-x{scale}.png"
