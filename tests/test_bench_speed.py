@@ -176,3 +176,17 @@ def test_loop_time_section_reads_a_runs_timings(tmp_path, monkeypatch):
     assert "80.0% in optimisation steps" in say[0] and "val 3.3%" in say[0]
     with pytest.raises(FileNotFoundError, match="no timings.json"):
         speed.loop_time.section_g({"run_dir": tmp_path / "none"}, say.append)
+
+
+def test_step_ratio_section_runs_on_the_shipped_ae_res_config():
+    # (a) once refused to run when a profile gave ae_res an L1 -> MSE switch: it must measure the
+    # shipped config's step with the plain loop's loss, whatever the recipe's loss schedule is.
+    threads, lines = torch.get_num_threads(), []
+    try:
+        torch.set_num_threads(1)
+        rows = speed.section_a(dict(speed.QUICK), lines.append)
+    finally:
+        torch.set_num_threads(threads)
+    (name, ratio, target, _), = rows
+    assert name == "(a) Lightning / plain loop, training steps/s" and target == ">= 0.95" and ratio > 0
+    assert "ratio Lightning/plain" in lines[0]

@@ -8,19 +8,26 @@ mode is converted (or refused) is `gensr.image_modes`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; exclusive_output is then a no-op
+    fcntl = None
 
 import numpy as np
 from PIL import Image
 
-from gensr.errors import UserError
+from gensr.errors import BadInputError, UserError
 
 # The process umask (read once: os.umask can only be read by setting it).
 _UMASK = os.umask(0)
@@ -33,12 +40,58 @@ class MissingImagesError(UserError, FileNotFoundError):
     """An image folder a stage reads is absent or holds no images; the message names it."""
 
 
+class OutputBusyError(UserError):
+    """Another gensr process is writing the same output folder right now."""
+
+
 class BadImageError(UserError, ValueError):
     """An input image that cannot be used; the message names the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path, self.reason = str(path), reason
         super().__init__(f"{path}: {reason}")
+
+
+@contextlib.contextmanager
+def exclusive_output(final: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on output `final` while a stage writes it; a second process that asks
+    for the same output is refused at once (OutputBusyError) instead of racing the first one for
+    its staging folder or checkpoints. The lock is an advisory flock on `.<name>.lock` beside
+    `final`, which the kernel drops when the holder exits however it exits: a killed run leaves at
+    most the empty file, never a held lock. The holder removes the file before it lets go."""
+    final = Path(final)
+    if fcntl is None:
+        yield
+        return
+    lock = final.with_name(f".{final.name}.lock")
+    while True:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:  # an output path nobody can write (a typo, /proc, a read-only disk)
+            raise BadInputError(f"{final}: cannot write this output there ({e.strerror or e})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputBusyError(
+                f"{final}: another gensr process is writing it now ({what}); wait for that run to "
+                "finish, or give this one another output path") from None
+        # The previous holder may have removed the file between our open and our lock: a lock on
+        # that orphaned inode excludes nobody, so take the file that is there now.
+        held = os.fstat(fd)
+        try:
+            now = os.stat(lock)
+        except FileNotFoundError:
+            now = None
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while still held: nobody can lock this inode in between
+        os.close(fd)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -27,7 +27,7 @@ from gensr.data import sources
 from gensr.data.bad_inputs import BadInputs
 from gensr.data.pair_job import PairJob, make_pair, pair_paths, record_path
 from gensr.data.sources import DataError
-from gensr.io import aside_path, atomic_write_json, replace_dir
+from gensr.io import aside_path, atomic_write_json, exclusive_output, replace_dir
 
 log = logging.getLogger("gensr.prepare")
 
@@ -213,35 +213,38 @@ def prepare(cfg: DictConfig, root: Path) -> dict:
     out_dir = _abs(root, data.out_dir)
     staging = _staging(out_dir)
 
-    cands, split_of, ignored, bad = _collect(cfg, root)
-    _open_staging(staging, _fingerprint(cfg))
-    min_side, max_pixels = int(data.get("min_side") or 0), data.get("max_pixels")
-    jobs = [
-        PairJob(c, degradation, channels, max_pixels, min_side, str(staging))
-        for c in sorted(cands, key=lambda c: -c.weight)  # big photos first: workers finish together
-    ]
-    records = _run(jobs, int(data.get("workers") or os.cpu_count() or 1), bad)
-    if not records:
-        n_bad = sum(s.bad for s in bad.skipped)
-        raise DataError(f"{bad.where or 'embedded photos'}: no usable training image, all {n_bad} photo(s) "
-                        "were skipped (see the warnings)")
-    if split_of is None:
-        sp = data.split
-        split_of = sources.split_by_seed(list(records), sp.seed, float(sp.val_fraction), float(sp.test_fraction))
-    if not any(split_of[n] == "train" for n in records):
-        raise DataError("no usable training image left (all were skipped or none is listed for train)")
+    # One writer per output: a second run (bench/quality.py fine-tunes side by side) is refused,
+    # not left to race this one for the staging folder.
+    with exclusive_output(out_dir, "prepare"):
+        cands, split_of, ignored, bad = _collect(cfg, root)
+        _open_staging(staging, _fingerprint(cfg))
+        min_side, max_pixels = int(data.get("min_side") or 0), data.get("max_pixels")
+        jobs = [
+            PairJob(c, degradation, channels, max_pixels, min_side, str(staging))
+            for c in sorted(cands, key=lambda c: -c.weight)  # big photos first: workers finish together
+        ]
+        records = _run(jobs, int(data.get("workers") or os.cpu_count() or 1), bad)
+        if not records:
+            n_bad = sum(s.bad for s in bad.skipped)
+            raise DataError(f"{bad.where or 'embedded photos'}: no usable training image, all {n_bad} photo(s) "
+                            "were skipped (see the warnings)")
+        if split_of is None:
+            sp = data.split
+            split_of = sources.split_by_seed(list(records), sp.seed, float(sp.val_fraction), float(sp.test_fraction))
+        if not any(split_of[n] == "train" for n in records):
+            raise DataError("no usable training image left (all were skipped or none is listed for train)")
 
-    header = {
-        "source": data.source,
-        "folder": str(bad.where) if bad.where else None,
-        "scale": degradation.scale,
-        "channels": channels,
-        "degradation_config": OmegaConf.to_container(cfg.degradation, resolve=True),
-        "split_config": OmegaConf.to_container(data.split, resolve=True),
-        "skipped": bad.summary(),  # run-wide: the same block in every split's manifest
-        "ignored_not_in_split_lists": ignored,
-    }
-    counts = _publish(staging, out_dir, records, split_of, header)
+        header = {
+            "source": data.source,
+            "folder": str(bad.where) if bad.where else None,
+            "scale": degradation.scale,
+            "channels": channels,
+            "degradation_config": OmegaConf.to_container(cfg.degradation, resolve=True),
+            "split_config": OmegaConf.to_container(data.split, resolve=True),
+            "skipped": bad.summary(),  # run-wide: the same block in every split's manifest
+            "ignored_not_in_split_lists": ignored,
+        }
+        counts = _publish(staging, out_dir, records, split_of, header)
     summary = {
         "counts": counts, "skipped": len(bad.skipped), "out_dir": str(out_dir),
         "hr_megapixels": sum(r["hr_size"][0] * r["hr_size"][1] for r in records.values()) / 1e6,

@@ -15,6 +15,7 @@ of another variant/scale/channels with CheckpointMismatchError.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -30,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from gensr.checkpoint import CheckpointMismatchError
 from gensr.config import repo_root
 from gensr.errors import UserError
-from gensr.io import sha256_file
+from gensr.io import exclusive_output, sha256_file
 from gensr.schema import for_variant, require_variant, validate
 from gensr.tracking import run_tags
 from gensr.training import mlflow_logging as ml
@@ -206,6 +207,19 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
     """`root` (default: the checkout) holds data.out_dir, models/ and checkpoints/; bench/quality.py
     points it at a scratch folder so a benchmark never touches the pipeline's outputs. `clock`: what
     `trainer.time_budget_s` is measured with (default time.monotonic; tests pass a fake one)."""
+    root = Path(root) if root is not None else repo_root()
+    eff = effective_config(cfg)
+    variant = eff["variant"]
+    # Two trainings of one variant into one folder would interleave their checkpoints: the second is
+    # refused. Rank 0 holds the lock for a DDP run (its other ranks share rank 0's folders).
+    guard = (exclusive_output(root / "checkpoints" / variant, f"training {variant}") if _is_main_process()
+             else contextlib.nullcontext())
+    with guard:
+        return _train(cfg, eff, root, extra_callbacks, clock)
+
+
+def _train(cfg: DictConfig, eff: dict[str, Any], root: Path, extra_callbacks: list | None,
+           clock: Callable[[], float] | None) -> dict[str, Any]:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -215,8 +229,6 @@ def train(cfg: DictConfig, extra_callbacks: list | None = None, root: Path | Non
 
     t0 = time.monotonic()
     _quiet_lightning()
-    root = Path(root) if root is not None else repo_root()
-    eff = effective_config(cfg)
     variant, tr, dmc, model = eff["variant"], eff["trainer"], eff["datamodule"], eff["model"]
     scale, channels = int(eff["degradation"]["scale"]), int(eff["data"]["channels"])
     prepared = root / eff["data"]["out_dir"]
