@@ -213,10 +213,11 @@ def prepare(cfg: DictConfig, root: Path) -> dict:
     out_dir = _abs(root, data.out_dir)
     staging = _staging(out_dir)
 
+    cands, split_of, ignored, bad = _collect(cfg, root)  # refuses a photo folder that overlaps an output
     # One writer per output: a second run (bench/quality.py fine-tunes side by side) is refused,
-    # not left to race this one for the staging folder.
+    # not left to race this one for the staging folder. Taken only after the overlap check: the
+    # lock file sits beside the output, which must never be inside the photos.
     with exclusive_output(out_dir, "prepare"):
-        cands, split_of, ignored, bad = _collect(cfg, root)
         _open_staging(staging, _fingerprint(cfg))
         min_side, max_pixels = int(data.get("min_side") or 0), data.get("max_pixels")
         jobs = [
