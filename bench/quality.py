@@ -200,7 +200,7 @@ def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path)
 
 def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
     """Score a run folder's model file on the sets; steps/seconds come from its metrics.json."""
-    import torch
+    from gensr.checkpoint import load_model
 
     run_dir = run.dir
     model_file = run_dir / "models" / args.variant / "model.pt"
@@ -214,7 +214,8 @@ def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
     bicubic = score(bicubic_upscaler(scale), sets, scale)
     ensemble = score(torch_upscaler(model_file, scale, ensemble=True), sets, scale) if args.self_ensemble else None
     print(f"[{run_dir.name}] scored {'/'.join(s.name for s in sets)} in {time.perf_counter() - t:.0f} s", flush=True)
-    state = torch.load(model_file, weights_only=True)["state_dict"]
+    # The deployed net's size: re-parameterisable branches counted fused, as they ship.
+    deployed = load_model(model_file, scale=scale)[0]
     return {
         "variant": args.variant, "profile": args.profile, "scale": scale, "budget_min": args.budget_min,
         "steps": int(metrics["steps"]), "planned_steps": metrics.get("planned_steps", run.steps),
@@ -222,7 +223,7 @@ def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
         "schedule_completed": metrics.get("schedule_completed"), "time_budget_s": metrics.get("time_budget_s"),
         "optim_fraction_planned": run.optim_fraction, "optim_fraction": timings.get("fractions", {}).get("optim"),
         "wall_ms_per_step": timings.get("wall_ms_per_step"),
-        "train_s": metrics["seconds"], "params": sum(v.numel() for v in state.values()), "device": device_name(),
+        "train_s": metrics["seconds"], "params": sum(p.numel() for p in deployed.parameters()), "device": device_name(),
         "overrides": run.overrides, "sets": result, "self_ensemble": ensemble, "bicubic": bicubic, "val_psnr_y": metrics.get("val_psnr_y"),
         "model": str(model_file),
     }

@@ -287,3 +287,52 @@ def test_load_init_is_strict_except_for_the_parameters_a_net_declares_new(tmp_pa
     with pytest.raises(CheckpointMismatchError, match=r"missing .* and \d+ more; unexpected"):
         load_init(instantiate({"_target_": "gensr.archs.ae.ConvAutoencoder", "scale": 2, "features": 8}), path,
                   "models.ae.net")
+
+
+def test_rep_branches_fuse_to_the_same_function_and_a_plain_net(tmp_path):
+    """`rep=True` trains each block conv as 3x3 + 1x1 + identity; a model file loads back fused
+    (one 3x3 conv each: the plain net's parameters and FLOPs) with the same outputs, while
+    `load_init` (a fine-tune's start, e.g. the GAN from ae_res) keeps the branches it trains."""
+    from gensr.archs.ae_res import ResidualAttentionAE
+    from gensr.archs.blocks import RepConv3
+    from gensr.checkpoint import load_init, load_model
+
+    spec = {"_target_": "gensr.archs.ae_res.ResidualAttentionAE", "scale": 2, "features": 8, "n_blocks": 1,
+            "latent": 4, "rep": True}
+    torch.manual_seed(0)
+    net = instantiate(spec)
+    for p in net.parameters():
+        p.data.normal_(0, 0.1)
+    assert sum(isinstance(m, RepConv3) for m in net.modules()) == 8  # 4 stages x 1 block x 2 convs
+    path = _model_file(tmp_path / "rep.pt", net, spec)
+    fused, _ = load_model(path)
+    plain = ResidualAttentionAE(2, features=8, n_blocks=1, latent=4)
+    assert not any(isinstance(m, RepConv3) for m in fused.modules())
+    assert {k: v.shape for k, v in fused.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
+    lr = torch.rand(2, 3, 13, 17)
+    with torch.no_grad():
+        want, got = net.eval()(lr), fused(lr)
+    assert (want - lr.repeat_interleave(2, -1).repeat_interleave(2, -2)).abs().max() > 0.1  # the branches matter
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+    gan = instantiate(spec)
+    load_init(gan, path, "models.gan.net", scale=2, channels=3)
+    assert all(torch.equal(gan.state_dict()[k], v) for k, v in net.state_dict().items())
+
+
+def test_zero_last_starts_each_block_at_its_first_conv_only():
+    """`zero_last`: a residual block's second conv (all its branches) starts at zero weights, so
+    each block adds only a constant (biases) at init; the default keeps PyTorch's init."""
+    from gensr.archs.blocks import ResidualBlock
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 8, 9, 9)
+    for rep in (False, True):
+        block = ResidualBlock(8, attention=False, rep=rep, zero_last=True)
+        second = block.body[2]
+        weights = (second.conv3.weight, second.conv1.weight) if rep else (second.weight,)
+        assert all(not w.any() for w in weights)
+        delta = block(x) - x  # the second conv's biases (+ its identity branch of the first's output)
+        assert (delta - (torch.relu(block.body[0](x)) if rep else 0) - (
+            second.conv3.bias + second.conv1.bias if rep else second.bias)[:, None, None]).abs().max() < 1e-6
+    assert ResidualBlock(8, zero_last=False).body[2].weight.abs().sum() > 0

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gensr.archs.blocks import reparameterize
 from gensr.errors import UserError
 from gensr.io import atomic_write_bytes
 
@@ -53,8 +54,13 @@ def load_model(
     scale: int | None = None,
     channels: int | None = None,
     map_location: str | torch.device = "cpu",
+    fuse: bool = True,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the generator from a model file; refuse one of another variant/scale/channels."""
+    """Rebuild the generator from a model file; refuse one of another variant/scale/channels.
+
+    `fuse`: re-parameterisable convs (`gensr.archs.blocks.RepConv3`) come back as the single conv
+    they train to (the form evaluation, export and speed figures use); False keeps the training
+    form, whose state dict initialises a fine-tune (`load_init`)."""
     from hydra.utils import instantiate
 
     path = Path(path)
@@ -86,7 +92,7 @@ def load_model(
             f"{path}: weights do not fit the current {payload['net'].get('_target_')} "
             f"architecture; retrain variant {meta.get('variant')!r} ({str(e).splitlines()[0]})"
         ) from e
-    return net.eval(), meta
+    return (reparameterize(net) if fuse else net).eval(), meta
 
 
 def _some(keys: list[str], n: int = 4) -> str:
@@ -106,7 +112,7 @@ def load_init(net: nn.Module, path: str | Path, what: str, scale: int | None = N
     absent from the file and then keep their own initialisation. Anything else that does not fit is
     refused, naming the keys.
     """
-    src, meta = load_model(path, scale=scale, channels=channels)
+    src, meta = load_model(path, scale=scale, channels=channels, fuse=False)
     have, want = src.state_dict(), net.state_dict()
     new = set(getattr(net, "init_new_parameters", tuple)())
     problems = [f"{label} {_some(keys)}" for label, keys in (

@@ -13,7 +13,11 @@ is z = 0 (the prior's mean: exactly the ae_res graph) and `sample` decodes z = t
 An ae_res model file initialises every other weight, so the VAE starts as ae_res and moves only
 as far as helps.
 
-Residual blocks carry RCAN channel attention. The global residual uses `LinearUpsample` (a
+Residual blocks carry RCAN channel attention; with `rep=True` their convs train as re-parameterisable
+3x3 + 1x1 + identity branches (`blocks.RepConv3`), which `gensr.checkpoint.load_model` fuses back
+to plain 3x3 convs, so the trained net costs at inference exactly what the plain one does;
+`zero_last=True` starts each block's second conv at zero (what lets the quick profile train at
+lr 2e-3, conf/profile/quick.yaml). The global residual uses `LinearUpsample` (a
 bicubic-initialised, learnable 5x5 conv + pixel shuffle) and the upsampler's last conv starts at
 zero, so the untrained net *is* bicubic interpolation and training only adds the missing high
 frequencies. `features` / `n_blocks` set the size: the quick CPU profile and the `full`
@@ -51,12 +55,14 @@ class ResidualAttentionAE(nn.Module):
         variational: bool = False,
         noise_channels: int = 8,
         logvar_clamp: float = 10.0,
+        rep: bool = False,
+        zero_last: bool = False,
     ):
         super().__init__()
         check_scale_channels(scale, channels)
         self.scale, self.channels, self.latent_channels = scale, channels, latent
         f, f2 = features, 2 * features
-        blocks = lambda c: res_stack(c, n_blocks, attention, reduction, res_scale)  # noqa: E731
+        blocks = lambda c: res_stack(c, n_blocks, attention, reduction, res_scale, rep, zero_last)  # noqa: E731
         self.head = conv3(channels, f)
         self.enc = blocks(f)
         self.down = nn.Sequential(conv3(f, f2, stride=2), nn.ReLU(inplace=True))

@@ -51,15 +51,62 @@ class ChannelAttention(nn.Module):
         return x * self.gate(x)
 
 
+class RepConv3(nn.Module):
+    """A 3x3 conv trained as parallel 3x3, 1x1 and identity branches (RepVGG / ECBSR).
+
+    The branches are linear, so their sum is one 3x3 conv: `fused()` returns it, and a deployed net
+    (`reparameterize`) costs exactly a plain conv. Training sees a better-conditioned sum (the 1x1 and
+    identity paths give every layer a short gradient path), which buys PSNR per step on a CPU budget.
+    """
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv3, self.conv1 = conv3(cin, cout), nn.Conv2d(cin, cout, 1)
+        self.identity = cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv3(x) + self.conv1(x)
+        return y + x if self.identity else y
+
+    @torch.no_grad()
+    def fused(self) -> nn.Conv2d:
+        conv = conv3(self.conv3.in_channels, self.conv3.out_channels).to(self.conv3.weight)
+        weight = self.conv3.weight.clone()
+        weight[:, :, 1, 1] += self.conv1.weight[:, :, 0, 0]
+        if self.identity:
+            weight[:, :, 1, 1] += torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        conv.weight.copy_(weight)
+        conv.bias.copy_(self.conv3.bias + self.conv1.bias)
+        return conv
+
+
+def reparameterize(net: nn.Module) -> nn.Module:
+    """Replace every RepConv3 in `net` by its fused 3x3 conv, in place (the deployed form); `net`."""
+    for name, child in list(net.named_children()):
+        if isinstance(child, RepConv3):
+            setattr(net, name, child.fused())
+        else:
+            reparameterize(child)
+    return net
+
+
 class ResidualBlock(nn.Module):
     """conv-ReLU-conv (+ optional channel attention), scaled and added to the input (EDSR/RCAB).
 
     The residual scale keeps deep stacks stable without batch norm (which hurts SR fidelity).
+    `rep`: each conv trains as a RepConv3 (fused to one conv for inference). `zero_last`: the second
+    conv's weights start at zero (SkipInit / Fixup), so a deep stack starts close to the identity
+    and takes a higher learning rate without its early updates blowing up the residual sum.
     """
 
-    def __init__(self, features: int, attention: bool = True, reduction: int = 8, res_scale: float = 1.0):
+    def __init__(self, features: int, attention: bool = True, reduction: int = 8, res_scale: float = 1.0,
+                 rep: bool = False, zero_last: bool = False):
         super().__init__()
-        layers: list[nn.Module] = [conv3(features, features), nn.ReLU(inplace=True), conv3(features, features)]
+        conv = RepConv3 if rep else conv3
+        layers: list[nn.Module] = [conv(features, features), nn.ReLU(inplace=True), conv(features, features)]
+        if zero_last:
+            for w in ((layers[2].conv3.weight, layers[2].conv1.weight) if rep else (layers[2].weight,)):
+                nn.init.zeros_(w)
         if attention:
             layers.append(ChannelAttention(features, reduction))
         self.body = nn.Sequential(*layers)
@@ -69,8 +116,10 @@ class ResidualBlock(nn.Module):
         return x + self.res_scale * self.body(x)
 
 
-def res_stack(features: int, n: int, attention: bool = True, reduction: int = 8, res_scale: float = 1.0) -> nn.Module:
-    return nn.Sequential(*[ResidualBlock(features, attention, reduction, res_scale) for _ in range(n)])
+def res_stack(features: int, n: int, attention: bool = True, reduction: int = 8, res_scale: float = 1.0,
+              rep: bool = False, zero_last: bool = False) -> nn.Module:
+    return nn.Sequential(*[ResidualBlock(features, attention, reduction, res_scale, rep, zero_last)
+                           for _ in range(n)])
 
 
 class PixelShuffleUpsampler(nn.Module):
