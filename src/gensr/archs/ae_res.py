@@ -16,7 +16,7 @@ as far as helps.
 Residual blocks carry RCAN channel attention; with `rep=True` their convs train as re-parameterisable
 3x3 + 1x1 + identity branches (`blocks.RepConv3`), which `gensr.checkpoint.load_model` fuses back
 to plain 3x3 convs, so the trained net costs at inference exactly what the plain one does;
-`zero_last=True` starts each block's second conv at zero (what lets the quick profile train at
+`zero_last=True` starts each block's second conv at zero (the quick profile trains with both at
 lr 2e-3, conf/profile/quick.yaml). The global residual uses `LinearUpsample` (a
 bicubic-initialised, learnable 5x5 conv + pixel shuffle) and the upsampler's last conv starts at
 zero, so the untrained net *is* bicubic interpolation and training only adds the missing high

@@ -56,7 +56,8 @@ class RepConv3(nn.Module):
 
     The branches are linear, so their sum is one 3x3 conv: `fused()` returns it, and a deployed net
     (`reparameterize`) costs exactly a plain conv. Training sees a better-conditioned sum (the 1x1 and
-    identity paths give every layer a short gradient path), which buys PSNR per step on a CPU budget.
+    identity paths give every layer a short gradient path): more PSNR per step in the quick profile,
+    no more per hour in the full one, where each step costs ~15% more (bench/README.md).
     """
 
     def __init__(self, cin: int, cout: int):
