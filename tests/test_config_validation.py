@@ -44,6 +44,8 @@ PARAMS_CASES = [
     (["no_such_key=1"], "no_such_key", "+no_such_key=1"),
     (["nets.residual_attention_ae.features=0"], "nets.residual_attention_ae.features=0", ">= 1"),
     (["models.vae.net.noise_channels=0"], "models.vae.net.noise_channels=0", ">= 1"),
+    (["models.ae_res.net.rep=maybe"], "models.ae_res.net.rep=maybe", "true or false"),
+    (["models.ae_res.net.zero_last=2"], "models.ae_res.net.zero_last=2", "true or false"),
     (["models.gan.losses.band.window=0"], "models.gan.losses.band.window=0", ">= 1"),
     (["models.gan.losses.structure={_target_:gensr.losses.StructureTensorLoss,octaves:0}"],
      "models.gan.losses.structure.octaves=0", ">= 1"),

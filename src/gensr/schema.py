@@ -129,6 +129,10 @@ RULES: dict[str, Rule] = {
     "models.*.net.features": integer(1),
     "models.*.net.latent": integer(1),
     "models.*.net.noise_channels": integer(1),
+    # Switches a net's constructor takes as truthy: a typo'd value ("ture", "maybe") would turn them on.
+    "models.*.net.learnable_skip": BOOL,
+    "models.*.net.rep": BOOL,
+    "models.*.net.zero_last": BOOL,
     "models.*.*.optimizer.lr": POSITIVE,
     "models.*.*.schedule.kind": one_of(*SCHEDULE_KINDS),
     "models.*.*.schedule.warmup_steps": integer(0),
