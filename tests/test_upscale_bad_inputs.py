@@ -123,6 +123,20 @@ def _foreign_file(ins: Path, out: Path) -> None:
     _png(out / "good2.png", 5, 5)  # the user's own picture, not an earlier output
 
 
+def _blocked_subfolder(how: str) -> Callable[[Path, Path], None]:
+    """A nested input (in/2024/x.png -> out/2024/x.png) whose output subfolder is a file, or a link
+    to a folder outside the output folder (where the output would land unseen)."""
+    def make(ins: Path, out: Path) -> None:
+        _png(ins / "2024" / "x.png")
+        out.mkdir()
+        if how == "file":
+            (out / "2024").write_text("notes")
+        else:
+            (ins.parent / "elsewhere").mkdir()
+            (out / "2024").symlink_to(ins.parent / "elsewhere")
+    return make
+
+
 # Refused before anything is read or written: (extra args, set-up, expected one-line message).
 # `{in}`/`{out}`/`{tmp}` stand for the input folder, the output folder and the test folder.
 REFUSED: dict[str, tuple[list[str], Callable[[Path, Path], object] | None, str]] = {
@@ -145,6 +159,9 @@ REFUSED: dict[str, tuple[list[str], Callable[[Path, Path], object] | None, str]]
     "output is a symlink to an input": ([], _out_points_at_input("symlink"), "output {out}/good1.png would overwrite the input"),
     "output is a hard link of an input": ([], _out_points_at_input("hardlink"), "output {out}/good1.png would overwrite the input"),
     "output is someone else's file": ([], _foreign_file, "output {out}/good2.png already exists and was not written by gensr"),
+    "output subfolder is a file": ([], _blocked_subfolder("file"), "output folder {out}/2024 exists and is not a folder"),
+    "output subfolder links out": ([], _blocked_subfolder("link"),
+                                   "output folder {out}/2024 links to {tmp}/elsewhere, outside {out}"),
 }
 
 
@@ -196,3 +213,26 @@ def test_write_failure_is_one_line_but_a_bug_keeps_its_traceback(model, tmp_path
     code = cli(["upscale", str(ins), "-o", str(tmp_path / "out2"), "--model", str(model)])
     err = capsys.readouterr().err
     assert code == 3 and "Traceback" in err and "TypeError: a bug" in err and "is a bug" in err
+
+
+def test_nested_folders_keep_their_subfolders_and_other_files_are_noted(model, tmp_path, capsys):
+    """Cameras name files alike: 2024/IMG_1.jpg and 2025/IMG_1.png both come out, in their own
+    subfolders; a file given by name goes to the top; non-image files are listed, not read."""
+    ins, out = tmp_path / "photos", tmp_path / "out"
+    _png(ins / "2024" / "IMG_1.png", 10, 12)
+    (ins / "2025").mkdir()
+    Image.fromarray(smooth_image(np.random.default_rng(1), 12, 10)).save(ins / "2025" / "IMG_1.jpg")
+    (ins / "notes.txt").write_text("shot list")
+    (ins / "2025" / "clip.mov").write_bytes(b"\0" * 10)
+    extra = _png(tmp_path / "extra.png", 8, 8)
+    before = _snapshot(tmp_path, out)
+    argv = ["upscale", str(ins), str(extra), "-o", str(out), "--model", str(model)]
+    assert cli(argv) == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 file(s) not named as images" in err and "2025/clip.mov, notes.txt" in err, err
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert made == ["2024/IMG_1.png", "2025/IMG_1.png", "extra.png"]
+    assert Image.open(out / "2025" / "IMG_1.png").size == (20, 24)  # the jpg, not the other IMG_1
+    assert _snapshot(tmp_path, out) == before
+    assert cli(argv) == 0  # a rerun replaces its own outputs, and does not read them as inputs
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == made

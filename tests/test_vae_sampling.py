@@ -200,3 +200,23 @@ def test_sample_runs_with_torch_unimportable(exported, tmp_path):
                                       "-o", str(tmp_path / "out"), "-n", "2", "--std-map"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "out").rglob("*.png"))) == 3 * len(TEST_CROPS)
+
+
+def test_cli_keeps_a_folders_subfolders_in_every_sample_folder(exported, tmp_path, capsys):
+    _, d = exported
+    name = sorted((d / "in").iterdir())[0].name
+    for sub in ("a", "b"):  # the same file name in two subfolders: both are sampled
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        (tmp_path / "in" / sub / name).write_bytes((d / "in" / name).read_bytes())
+    out = tmp_path / "out"
+    code = cli(["sample", str(tmp_path / "in"), "-m", str(d / "model.sample.onnx"), "-o", str(out), "-n", "2",
+                "--std-map"])
+    assert code == 0, capsys.readouterr().err
+    stem = Path(name).stem
+    for folder in ("sample0", "sample1", "std"):
+        assert sorted(str(p.relative_to(out / folder)) for p in (out / folder).rglob("*.png")) == \
+            [f"a/{stem}.png", f"b/{stem}.png"]
+    assert f"sample*/a/{stem}.png" in capsys.readouterr().out
+    # seeded per (seed, k), whatever the file's folder: the two copies get the same samples
+    assert np.array_equal(read_image(out / "sample1" / "a" / f"{stem}.png"),
+                          read_image(out / "sample1" / "b" / f"{stem}.png"))

@@ -61,14 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sample_dir(out_dir: Path, k: int, samples: int) -> Path:
+    """OUTDIR/sample<k>, k zero-padded so that the folders sort in order."""
+    return out_dir / f"sample{k:0{len(str(samples - 1))}d}"
+
+
 def _prepare(args: argparse.Namespace) -> tuple[Sampler, SampleOptions, list[tuple[Path, list[Path]]], list[str]]:
     """Every check that can refuse the whole run, before any image is read or written."""
     if args.std_map and args.samples < 2:
         raise UserError(f"--std-map: needs -n >= 2 samples, got -n {args.samples}")
     image = arguments.image_options(args)
-    files, failed = list_inputs(args.inputs, args.out_dir)
-    width = len(str(args.samples - 1))
-    dirs = [args.out_dir / f"sample{k:0{width}d}" for k in range(args.samples)]
+    files, failed, notes = list_inputs(args.inputs, args.out_dir)
+    dirs = [_sample_dir(args.out_dir, k, args.samples) for k in range(args.samples)]
     dirs += [args.out_dir / "std"] if args.std_map else []
     plans = [plan_outputs(files, d) for d in dirs]  # refuses outputs that would land on inputs or others' files
     sampler = Sampler(args.model, PROVIDER_CHOICES[args.provider], args.threads)
@@ -77,6 +81,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Sampler, SampleOptions, list[tup
                         f"tile alignment {ALIGN}; use --tile 0")
     for d, (plan, _) in zip(dirs, plans):
         make_out_dir(d, plan)
+    for line in notes:
+        print(f"note: {line}", file=sys.stderr)
     jobs = [(src, [plan[i][1] for plan, _ in plans]) for i, (src, _) in enumerate(plans[0][0])]
     opts = SampleOptions(args.seed, args.temperature, args.std_full_scale, image)
     return sampler, opts, jobs, failed + plans[0][1]
@@ -100,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         peak = sample_file(sampler, src, dsts, std_dst, opts)
         return f"{src} -> {label}" + (f", std map {std_dst} (max std {peak:.4f})" if std_dst else "")
 
-    labels = [(src, args.out_dir / "sample*" / dsts[0].name) for src, dsts in jobs]
+    first = _sample_dir(args.out_dir, 0, args.samples)
+    labels = [(src, args.out_dir / "sample*" / dsts[0].relative_to(first)) for src, dsts in jobs]
     done, bugs = run_batch(labels, work, failed, sampler.scale)
     summary = (f"sampled {done} of {total} images x{sampler.scale}, {args.samples} each (seed {args.seed}, "
                f"temperature {args.temperature:g}) with {sampler.meta.get('variant')} "

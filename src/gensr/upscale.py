@@ -12,7 +12,8 @@ grey; colour input to a 1-channel model is refused ("wrong channel count").
 Safety (README, `gensr upscale`): before anything is read or written, every output path is checked
 against every input (resolved path, symlink target, hard link) and against files it did not write
 itself (outputs carry a PNG text chunk Software=gensr upscale); any hit refuses the whole run.
-Outputs are `<OUTDIR>/<input stem>.png`, written atomically. A bad argument or unusable model:
+Outputs are `<OUTDIR>/<input stem>.png` (a folder's images keep their subfolders below
+OUTDIR), written atomically. A bad argument or unusable model:
 one line, exit 2. A bad input: one line, skipped, the others processed, exit 1 at the end (3,
 with the traceback, if one image met a bug).
 """
@@ -38,10 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _prepare(args: argparse.Namespace) -> tuple[SRModel, ImageOptions, Plan, list[str]]:
     """Every check that can refuse the whole run, in order, before any image is read or written."""
     opts = arguments.image_options(args)
-    files, failed = list_inputs(args.inputs, args.out_dir)
+    files, failed, notes = list_inputs(args.inputs, args.out_dir)
     plan, dupes = plan_outputs(files, args.out_dir)
     model = SRModel(args.model, PROVIDER_CHOICES[args.provider], args.threads)
     make_out_dir(args.out_dir, plan)
+    for line in notes:
+        print(f"note: {line}", file=sys.stderr)
     return model, opts, plan, failed + dupes
 
 

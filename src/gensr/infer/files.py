@@ -1,9 +1,12 @@
 """Which files a batch of `gensr upscale` / `gensr sample` reads and writes, checked before any is.
 
-Inputs are files as given and folders expanded to the images inside them. Every output path is
-checked against every input (resolved path, symlink target, hard link) and against files the tool
-did not write itself (its outputs carry the PNG text chunk `MARK`); any hit refuses the whole run
-with a UserError, before anything is written.
+Inputs are files as given and folders expanded to the images inside them. A file given by name
+becomes `<OUTDIR>/<stem>.png`; a folder's images keep their place below it
+(`photos/2024/IMG_1.jpg` -> `<OUTDIR>/2024/IMG_1.png`), so same-named photos of different
+subfolders do not collide. Every output path is checked against every input (resolved path,
+symlink target, hard link), against files the tool did not write itself (its outputs carry the
+PNG text chunk `MARK`) and against output subfolders that link out of OUTDIR; any hit refuses the
+whole run with a UserError, before anything is written.
 """
 from __future__ import annotations
 
@@ -18,17 +21,19 @@ from gensr.io import IMAGE_SUFFIXES, atomic_temp_target, scan_images
 
 MARK = {"Software": "gensr upscale"}  # on every output: only files carrying it are ever replaced
 
+Inputs = list[tuple[Path, Path]]  # (input file, its output's path relative to the output folder)
 Plan = list[tuple[Path, Path]]  # (input, output)
 
 
-def list_inputs(items: Sequence[str], out_dir: Path) -> tuple[list[Path], list[str]]:
-    """Files as given, folders expanded to the images inside them (sorted), and one failure line
-    per unusable entry. An output folder inside an input folder holds earlier outputs: not inputs."""
-    files, failed, out = [], [], _real(out_dir)
+def list_inputs(items: Sequence[str], out_dir: Path) -> tuple[Inputs, list[str], list[str]]:
+    """(input, relative output) pairs of files as given and of the images inside folders (sorted),
+    one failure line per unusable entry, and one note per folder with files of other types.
+    An output folder inside an input folder holds earlier outputs: not inputs."""
+    inputs, failed, notes, out = [], [], [], _real(out_dir)
     for item in items:
         p = Path(item)
         if not p.is_dir():
-            files.append(p)  # decode_image reports a missing file, a broken link, ...
+            inputs.append((p, Path(f"{p.stem}.png")))  # decode_image reports a missing file, ...
             continue
         found, unusable = scan_images(p)
         if out != _real(p):
@@ -37,8 +42,23 @@ def list_inputs(items: Sequence[str], out_dir: Path) -> tuple[list[Path], list[s
         failed += [f"{f}: {why}" for f, why in unusable]
         if not found and not unusable:
             failed.append(f"{p}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        files += found
-    return files, failed
+        inputs += [(f, f.relative_to(p).with_name(f"{f.stem}.png")) for f in found]
+        if others := _other_files(p, out):
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            notes.append(f"{p}: skipped {len(others)} file(s) not named as images "
+                         f"({', '.join(sorted(IMAGE_SUFFIXES))}): {shown}")
+    return inputs, failed, notes
+
+
+def _other_files(folder: Path, out: Path) -> list[str]:
+    """Files below `folder` that a folder scan does not take (other extensions), outputs excluded."""
+    others = []
+    for root, _, names in os.walk(folder):
+        if _real(Path(root)).is_relative_to(out) and out != _real(folder):
+            continue
+        others += [str(Path(root, n).relative_to(folder)) for n in sorted(names)
+                   if Path(n).suffix.lower() not in IMAGE_SUFFIXES]
+    return sorted(others)
 
 
 def _real(p: Path) -> Path:
@@ -62,18 +82,19 @@ def _ours(p: Path) -> bool:
         return False
 
 
-def plan_outputs(files: list[Path], out_dir: Path) -> tuple[Plan, list[str]]:
+def plan_outputs(inputs: Inputs, out_dir: Path) -> tuple[Plan, list[str]]:
     """(input, output) pairs, and a failure line for each input whose output name another took.
     Raises UserError, before anything is written, if an output would land on an input (same path,
-    through a symlink or a hard link) or on an existing file that gensr upscale did not write."""
+    through a symlink or a hard link), on an existing file that gensr upscale did not write, or in
+    an existing output subfolder that links out of `out_dir`."""
     ids: dict = {}
-    for f in files:
+    for f, _ in inputs:
         ids[_real(f)] = f
         if (fid := _file_id(f)) is not None:
             ids[fid] = f
-    plan, failed, taken, clashes, foreign = [], [], {}, [], []
-    for src in files:
-        dst = out_dir / f"{src.stem}.png"
+    plan, failed, taken, clashes, foreign, blocked = [], [], {}, [], [], []
+    for src, rel in inputs:
+        dst = out_dir / rel
         if dst in taken:
             failed.append(f"{src}: its output {dst} is already the output of {taken[dst]}")
             continue
@@ -81,10 +102,13 @@ def plan_outputs(files: list[Path], out_dir: Path) -> tuple[Plan, list[str]]:
         hit = ids.get(_real(dst)) or ids.get(_file_id(dst))
         if hit is not None:
             clashes.append(f"output {dst} would overwrite the input {hit}")
+        elif (why := _bad_subfolder(out_dir, rel)) is not None:
+            blocked.append(why)
         elif (dst.exists() or dst.is_symlink()) and not _ours(dst):
             foreign.append(f"output {dst} already exists and was not written by gensr upscale")
         plan.append((src, dst))
     for found, advice in ((clashes, "choose an --out-dir that holds none of the inputs"),
+                          (blocked, "move it away or choose another --out-dir"),
                           (foreign, "move it away or choose another --out-dir")):
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
@@ -92,14 +116,32 @@ def plan_outputs(files: list[Path], out_dir: Path) -> tuple[Plan, list[str]]:
     return plan, failed
 
 
+def _bad_subfolder(out_dir: Path, rel: Path) -> str | None:
+    """Why the subfolders of output `out_dir / rel` cannot hold it (a file in the way, a link
+    out of `out_dir`), or None."""
+    for part in reversed(rel.parents[:-1]):  # out/a, out/a/b, ... (not out_dir itself)
+        folder = out_dir / part
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            if not folder.is_dir():
+                return f"output folder {folder} exists and is not a folder"
+            if not _real(folder).is_relative_to(_real(out_dir)):
+                return f"output folder {folder} links to {_real(folder)}, outside {out_dir}"
+    return None
+
+
 def make_out_dir(out_dir: Path, plan: Plan) -> None:
-    """Create the output folder (UserError if it cannot be) and remove the temp files of this
-    plan's outputs that a killed run left (os.replace never ran for them)."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--out-dir {out_dir}: cannot create it ({e.strerror})") from e
-    names = {dst.name for _, dst in plan}
-    for entry in os.scandir(out_dir):
-        if atomic_temp_target(entry.name) in names:
-            Path(entry.path).unlink(missing_ok=True)
+    """Create the output folder and the subfolders of this plan's outputs (UserError if one cannot
+    be), and remove the temp files of this plan's outputs that a killed run left (os.replace never
+    ran for them)."""
+    folders: dict[Path, set[str]] = {out_dir: set()}
+    for _, dst in plan:
+        folders.setdefault(dst.parent, set()).add(dst.name)
+    for folder, names in folders.items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            what = "--out-dir" if folder == out_dir else "output folder"
+            raise UserError(f"{what} {folder}: cannot create it ({e.strerror})") from e
+        for entry in os.scandir(folder):
+            if atomic_temp_target(entry.name) in names:
+                Path(entry.path).unlink(missing_ok=True)
