@@ -210,12 +210,12 @@ def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
     timings_json = run_dir / "models" / args.variant / "timings.json"
     timings = json.loads(timings_json.read_text()) if timings_json.is_file() else {}
     t = time.perf_counter()
-    result = score(torch_upscaler(model_file, scale), sets, scale)
+    # The deployed net (re-parameterisable branches fused, as they ship): scored and counted.
+    deployed = load_model(model_file, scale=scale, channels=3)[0]
+    result = score(torch_upscaler(deployed, scale), sets, scale)
     bicubic = score(bicubic_upscaler(scale), sets, scale)
-    ensemble = score(torch_upscaler(model_file, scale, ensemble=True), sets, scale) if args.self_ensemble else None
+    ensemble = score(torch_upscaler(deployed, scale, ensemble=True), sets, scale) if args.self_ensemble else None
     print(f"[{run_dir.name}] scored {'/'.join(s.name for s in sets)} in {time.perf_counter() - t:.0f} s", flush=True)
-    # The deployed net's size: re-parameterisable branches counted fused, as they ship.
-    deployed = load_model(model_file, scale=scale)[0]
     return {
         "variant": args.variant, "profile": args.profile, "scale": scale, "budget_min": args.budget_min,
         "steps": int(metrics["steps"]), "planned_steps": metrics.get("planned_steps", run.steps),

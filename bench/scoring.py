@@ -56,12 +56,14 @@ def bicubic_upscaler(scale: int) -> Upscaler:
     return lambda lr: bicubic_upscale(lr, scale)
 
 
-def torch_upscaler(model_file: Path, scale: int, ensemble: bool = False) -> Upscaler:
-    """A trained model file run as the evaluate stage runs it (x8 self-ensemble if asked)."""
+def torch_upscaler(model, scale: int, ensemble: bool = False) -> Upscaler:
+    """A trained model (a model file, or the net loaded from one) run as the evaluate stage runs it
+    (x8 self-ensemble if asked)."""
     from gensr.checkpoint import load_model
     from gensr.evaluate.inference import upscale, upscale_self_ensemble
 
-    net = load_model(model_file, scale=scale, channels=3)[0].eval()
+    net = load_model(model, scale=scale, channels=3)[0] if isinstance(model, (str, Path)) else model
+    net = net.eval()
     return lambda lr: (upscale_self_ensemble if ensemble else upscale)(net, lr, scale)
 
 

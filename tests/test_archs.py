@@ -321,8 +321,9 @@ def test_rep_branches_fuse_to_the_same_function_and_a_plain_net(tmp_path):
 
 
 def test_zero_last_starts_each_block_at_its_first_conv_only():
-    """`zero_last`: a residual block's second conv (all its branches) starts at zero weights, so
-    each block adds only a constant (biases) at init; the default keeps PyTorch's init."""
+    """`zero_last`: a residual block's second conv (its 3x3 and 1x1 branches) starts at zero
+    weights, so at init each block adds only its biases (and, for `rep`, the identity branch's copy
+    of the first conv's output); the default keeps PyTorch's init."""
     from gensr.archs.blocks import ResidualBlock
 
     torch.manual_seed(0)

@@ -105,9 +105,10 @@ class ResidualBlock(nn.Module):
         super().__init__()
         conv = RepConv3 if rep else conv3
         layers: list[nn.Module] = [conv(features, features), nn.ReLU(inplace=True), conv(features, features)]
-        if zero_last:
-            for w in ((layers[2].conv3.weight, layers[2].conv1.weight) if rep else (layers[2].weight,)):
-                nn.init.zeros_(w)
+        if zero_last:  # every conv of the second conv's branches (a RepConv3's identity stays)
+            for m in layers[2].modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.zeros_(m.weight)
         if attention:
             layers.append(ChannelAttention(features, reduction))
         self.body = nn.Sequential(*layers)
