@@ -107,6 +107,7 @@ def section_a(cfg: dict, say) -> list:
         opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
         stamps = []
         for lr, hr in DataLoader(batches, batch_size=None):
+            lr, hr = module.prepare_input(lr), module.prepare_input(hr)  # NHWC when trainer.channels_last
             opt.zero_grad(set_to_none=True)
             F.l1_loss(net(lr), hr).backward()  # ae_res's loss: L1, weight 1
             if clip:
