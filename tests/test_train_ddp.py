@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -54,3 +55,44 @@ def test_crops_are_aligned_deterministic_and_split_across_ranks():
     sampler = EpochSampler(8)
     sampler.set_epoch(5)
     assert {e for e, _ in sampler} == {5}
+
+
+def _half_flat_pair(s: int) -> Pair:
+    """A 40x40 LR image: left half one grey level, right half random texture."""
+    lr = np.full((40, 40, 3), 120, np.uint8)
+    lr[:, 20:] = np.random.default_rng(1).integers(0, 256, (40, 20, 3), dtype=np.uint8)
+    return _kron_pair("half", lr, s)
+
+
+def test_detail_crops_skip_flat_patches_and_stay_deterministic():
+    s, keys = 2, [(0, i) for i in range(60)]
+    pair = _half_flat_pair(s)
+    plain = PatchDataset([pair], patch_size=8, scale=s, seed=3, augment=False)
+    picky = PatchDataset([pair], patch_size=8, scale=s, seed=3, augment=False, min_detail=5.0, detail_tries=16)
+    flat = lambda lr: bool((lr == lr[:, :1, :1]).all())  # noqa: E731
+    # Uniform crops of a half-flat image are often entirely flat; the detail threshold redraws them.
+    assert sum(flat(plain[k][0]) for k in keys) > 10
+    assert sum(flat(picky[k][0]) for k in keys) == 0
+    for k in keys[:10]:
+        lr, hr = picky[k]
+        assert torch.equal(picky[k][0], lr)  # still a pure function of (seed, epoch, index)
+        assert torch.equal(hr, lr.repeat_interleave(s, 1).repeat_interleave(s, 2))  # and aligned
+    # min_detail 0 draws exactly the crops it drew before the option existed (same RNG calls).
+    off = PatchDataset([pair], patch_size=8, scale=s, seed=3, augment=False, min_detail=0.0, detail_tries=16)
+    assert all(torch.equal(off[k][0], plain[k][0]) for k in keys)
+
+
+def test_detail_crops_fall_back_to_the_most_detailed_candidate():
+    # Nothing reaches the threshold: the crop is still drawn (never an endless loop), the most
+    # detailed of the candidates.
+    pair = _half_flat_pair(2)
+    ds = PatchDataset([pair], patch_size=8, scale=2, seed=0, augment=False, min_detail=1e6, detail_tries=8)
+    lr = ds[(0, 0)][0]
+    assert lr.shape == (3, 4, 4) and not bool((lr == lr[:, :1, :1]).all())
+
+
+def test_detail_crop_options_are_checked():
+    pair = _half_flat_pair(2)
+    for bad in ({"min_detail": -1.0}, {"min_detail": float("nan")}, {"detail_tries": 0}, {"detail_tries": 1.5}):
+        with pytest.raises(ValueError, match=f"datamodule.{next(iter(bad))}"):
+            PatchDataset([pair], patch_size=8, scale=2, seed=0, **bad)

@@ -108,6 +108,8 @@ RULES: dict[str, Rule] = {
     "datamodule.batch_size": integer(1),
     "datamodule.num_workers": integer(0),
     "datamodule.val_max_side": integer(1),
+    "datamodule.min_detail": number(0),
+    "datamodule.detail_tries": integer(1),
     "trainer.max_steps": integer(1),
     "trainer.val_check_interval": integer(1),
     "trainer.log_every_n_steps": integer(1),

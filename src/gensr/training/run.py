@@ -177,6 +177,7 @@ def build_datamodule(eff: dict[str, Any], prepared: Path):
         prepared, int(eff["degradation"]["scale"]), int(eff["data"]["channels"]), patch_size=dmc["patch_size"],
         batch_size=dmc["batch_size"], num_workers=dmc.get("num_workers", 1), val_max_side=dmc["val_max_side"],
         steps_per_epoch=eff["steps_per_epoch"], seed=eff["seed"],
+        min_detail=dmc.get("min_detail", 0.0), detail_tries=dmc.get("detail_tries", 8),
     )
 
 
