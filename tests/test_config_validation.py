@@ -155,6 +155,30 @@ def test_entry_point_exit_codes(capsys):
     assert capsys.readouterr().err.strip() == "interrupted: stopped at step 3"
 
 
+def test_a_missing_library_is_one_line_naming_it_and_the_interpreter(capsys):
+    # `dvc repro` outside the project's environment runs the stages with another `python`.
+    def wrong_python(argv):
+        import gensr_test_no_such_library  # noqa: F401
+
+    def broken_install(argv):
+        raise ModuleNotFoundError("No module named 'gensr.nowhere'", name="gensr.nowhere")
+
+    assert errors.entry_point(wrong_python)([]) == errors.EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "'gensr_test_no_such_library' is not installed in " + sys.executable in err and ".venv/bin/activate" in err
+    assert errors.entry_point(broken_install)([]) == errors.EXIT_BUG  # part of gensr missing: a bug
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_stage_run_by_a_python_without_the_pipeline_says_so_in_one_line(tmp_path):
+    # `python -S`: no site-packages, as when DVC's `python` is not the project's environment.
+    r = subprocess.run([sys.executable, "-S", str(ROOT / "pipelines" / "evaluate.py")], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == errors.EXIT_USER_ERROR, r.stderr
+    assert r.stderr.startswith("error: Python module 'omegaconf' is not installed in ") and "Traceback" not in r.stderr
+
+
 def test_user_facing_errors_are_user_errors():
     from gensr.checkpoint import CheckpointMismatchError
     from gensr.infer.session import ModelError

@@ -40,8 +40,9 @@ def one_line(message: object) -> str:
 def entry_point(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
     """The one wrapper every command uses (pipelines/*.py, `gensr <command>`): main(argv) -> exit code.
 
-    UserError -> `error: <one line>` on stderr, EXIT_USER_ERROR; Ctrl-C -> EXIT_INTERRUPTED;
-    anything else is a bug -> its traceback, EXIT_BUG (never a one-liner that hides where it broke).
+    UserError -> `error: <one line>` on stderr, EXIT_USER_ERROR; a missing third-party module (the
+    wrong interpreter) -> one line naming it and this Python, EXIT_USER_ERROR; Ctrl-C ->
+    EXIT_INTERRUPTED; anything else is a bug -> its traceback, EXIT_BUG (never a one-liner that hides where it broke).
     """
 
     @functools.wraps(main)
@@ -56,7 +57,18 @@ def entry_point(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
         except KeyboardInterrupt as e:
             print("interrupted" + (f": {one_line(e)}" if str(e) else ""), file=sys.stderr, flush=True)
             return EXIT_INTERRUPTED
-        except Exception:
+        except Exception as e:
+            if isinstance(e, ModuleNotFoundError) and (e.name or "gensr").split(".")[0] != "gensr":
+                # A library the command needs is not in this Python: most often `dvc repro` run
+                # outside the project's environment, so the stages' `python` is another interpreter.
+                # (A missing part of gensr itself stays a bug: a broken install keeps its traceback.)
+                if os.environ.get("GENSR_DEBUG", "") not in ("", "0"):
+                    traceback.print_exc()
+                print(f"error: Python module '{e.name}' is not installed in {sys.executable}: run gensr, dvc "
+                      "and the pipelines from the environment that has it (`. .venv/bin/activate` after "
+                      "`make repro`), or install it there (`pip install '.[train]'` for the pipeline)",
+                      file=sys.stderr, flush=True)
+                return EXIT_USER_ERROR
             traceback.print_exc()
             print("error: the above is a bug in gensr, not a problem with your input; please report it "
                   "with the traceback", file=sys.stderr, flush=True)
