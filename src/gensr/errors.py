@@ -42,7 +42,8 @@ def entry_point(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
 
     UserError -> `error: <one line>` on stderr, EXIT_USER_ERROR; a missing third-party module (the
     wrong interpreter) -> one line naming it and this Python, EXIT_USER_ERROR; Ctrl-C ->
-    EXIT_INTERRUPTED; anything else is a bug -> its traceback, EXIT_BUG (never a one-liner that hides where it broke).
+    EXIT_INTERRUPTED; anything else is a bug -> its traceback, EXIT_BUG (never a one-liner that
+    hides where it broke).
     """
 
     @functools.wraps(main)

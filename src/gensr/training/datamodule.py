@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from gensr.data.pairs import Pair, read_split
 from gensr.data.resize import bicubic_upscale
 from gensr.errors import UserError
-from gensr.io import to_uint8
+from gensr.io import rgb_to_luma, to_uint8
 from gensr.metrics import psnr_y, ssim_y
 
 
@@ -57,7 +57,7 @@ def detail(lr: np.ndarray) -> float:
     """Mean absolute difference between neighbouring pixels of an LR patch's luma, in 8-bit grey
     levels: about 0 on flat sky, 1-2 on smooth gradients, 5-20 on textures and edges."""
     y = lr.astype(np.float32)
-    y = y[..., 0] * 0.299 + y[..., 1] * 0.587 + y[..., 2] * 0.114 if y.shape[-1] == 3 else y[..., 0]
+    y = rgb_to_luma(y) if y.shape[-1] == 3 else y[..., 0]
     return 0.5 * float(np.abs(np.diff(y, axis=0)).mean() + np.abs(np.diff(y, axis=1)).mean())
 
 
