@@ -9,6 +9,8 @@ faithful) output looks *worse* by PSNR alone. Three weight-free measures make de
   detail amplitude (gensr.losses.structure, whose differentiable form is also a GAN loss). Missing
   detail (blur), detail HR does not have (noise in flat areas, JPEG blocking, ringing) and detail
   of the wrong orientation all raise it; the exact phase of the detail inside a patch does not.
+  The patches are small, so detail of HR's exact local spectrum at a random phase scores no better
+  than the PSNR model; wider ones credit it but take noise for fur (bench/texture_bound.py).
   Alignment-free statistics (per-subband coefficient histograms or moments compared by
   Wasserstein-1 or KL) were measured first and rejected: on textured photos (fur, cells, star
   fields) bicubic plus noise of HR's high-frequency energy matched HR's marginals better than
@@ -38,7 +40,7 @@ import torch
 from scipy.ndimage import convolve, gaussian_filter
 
 from gensr.errors import BadInputError, MissingInputError
-from gensr.losses.structure import structure_distance
+from gensr.losses.structure import WINDOW, structure_distance
 from gensr.metrics import shave, y_channel
 
 HF_SIGMA = 1.0
@@ -63,8 +65,9 @@ def hf_ratio(sr: np.ndarray, hr: np.ndarray, border: int = 0) -> float:
     return float(np.sqrt(e_sr / e_hr))
 
 
-def texture_distance(sr: np.ndarray, hr: np.ndarray, border: int = 0) -> float:
-    """Distance of SR's local detail statistics from HR's (Y channel); 0 = HR's, lower is better."""
+def texture_distance(sr: np.ndarray, hr: np.ndarray, border: int = 0, window: int = WINDOW) -> float:
+    """Distance of SR's local detail statistics from HR's (Y channel); 0 = HR's, lower is better.
+    `window` (patch side, band pixels) is 3 everywhere but bench/texture_bound.py, which shows why."""
     if sr.shape != hr.shape:
         raise ValueError(f"shape mismatch: prediction {sr.shape} vs reference {hr.shape}")
     a = shave(y_channel(sr), border).astype(np.float64)
@@ -72,7 +75,7 @@ def texture_distance(sr: np.ndarray, hr: np.ndarray, border: int = 0) -> float:
     if min(a.shape) < 8:
         raise ValueError(f"image {sr.shape} too small for the texture distance")
     with torch.no_grad():
-        d = structure_distance(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None])
+        d = structure_distance(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None], window=window)
     return float(d[0])
 
 

@@ -23,6 +23,10 @@ from gensr.losses.base import WeightedLoss
 from gensr.losses.frequency import luma
 
 OCTAVES = 3
+# Pixels of a band per patch side. Wider patches credit detail of the right statistics at a wrong
+# phase, but then noise of HR's energy beats bicubic on grainy photos (fur: already at 5): 3 is the
+# widest that refuses noise (bench/texture_bound.py, bench/README.md).
+WINDOW = 3
 _BINOMIAL = (1.0 / 16, 4.0 / 16, 6.0 / 16, 4.0 / 16, 1.0 / 16)
 # Half an 8-bit grey level: HR's detail amplitude is never taken below it, so a flat reference
 # (nothing but quantisation) gives a finite score that still grows with any detail SR invents.
@@ -54,11 +58,11 @@ def laplacian_bands(y: torch.Tensor, octaves: int = OCTAVES) -> list[torch.Tenso
     return bands
 
 
-def _patch_covariance(band: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(gxx, gxy, gyy): the covariance of the band's gradients (np.gradient's) in each 3x3 patch."""
+def _patch_covariance(band: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(gxx, gxy, gyy): the covariance of the band's gradients (np.gradient's) in each window x window patch."""
     gy, gx = torch.gradient(band, dim=(-2, -1))
     stacked = torch.cat([gx * gx, gx * gy, gy * gy], dim=1)
-    mean = F.avg_pool2d(_symmetric_pad(stacked, 1), 3, stride=1)
+    mean = F.avg_pool2d(_symmetric_pad(stacked, window // 2), window, stride=1)
     return mean[:, 0:1], mean[:, 1:2], mean[:, 2:3]
 
 
@@ -84,11 +88,11 @@ def _bures(a, b, eps: float) -> torch.Tensor:
 
 
 def structure_distance(y_sr: torch.Tensor, y_hr: torch.Tensor, octaves: int = OCTAVES,
-                       eps: float = 0.0) -> torch.Tensor:
+                       eps: float = 0.0, window: int = WINDOW) -> torch.Tensor:
     """Per-image texture distance of (N, 1, H, W) luma on the 0..255 scale; 0 = HR's statistics."""
     per_octave = []
     for band_sr, band_hr in zip(laplacian_bands(y_sr, octaves), laplacian_bands(y_hr, octaves)):
-        cov_sr, cov_hr = _patch_covariance(band_sr), _patch_covariance(band_hr)
+        cov_sr, cov_hr = _patch_covariance(band_sr, window), _patch_covariance(band_hr, window)
         amplitude = _sqrt(cov_hr[0] + cov_hr[2], 0.0).mean(dim=(1, 2, 3))
         w2 = _bures(cov_sr, cov_hr, eps).mean(dim=(1, 2, 3))
         per_octave.append(w2 / torch.clamp(amplitude, min=AMPLITUDE_FLOOR))
