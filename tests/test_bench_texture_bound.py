@@ -31,3 +31,12 @@ def test_a_random_phase_keeps_the_power_and_the_band_but_not_the_pixels():
     band = (np.abs(fx) > 0.2) & (np.abs(fx) < 1 / 3) & (np.abs(fy) < 0.1)
     assert power[band].sum() > 0.7 * power.sum()
     np.testing.assert_allclose(y[:, :, 0], y[:, :, 2])  # one phase for every channel: colour kept
+
+
+@pytest.mark.parametrize("window", [0, 4, 2.5])
+def test_the_texture_distance_refuses_a_window_with_no_centre(window):
+    from gensr.evaluate.texture import texture_distance
+
+    img = np.random.default_rng(2).random((32, 32, 3))
+    with pytest.raises(ValueError, match="odd whole number"):
+        texture_distance(img, img, 0, window)

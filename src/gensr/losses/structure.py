@@ -90,6 +90,8 @@ def _bures(a, b, eps: float) -> torch.Tensor:
 def structure_distance(y_sr: torch.Tensor, y_hr: torch.Tensor, octaves: int = OCTAVES,
                        eps: float = 0.0, window: int = WINDOW) -> torch.Tensor:
     """Per-image texture distance of (N, 1, H, W) luma on the 0..255 scale; 0 = HR's statistics."""
+    if int(window) != window or window < 1 or window % 2 == 0:
+        raise ValueError(f"texture distance: window must be an odd whole number >= 1, got {window!r}")
     per_octave = []
     for band_sr, band_hr in zip(laplacian_bands(y_sr, octaves), laplacian_bands(y_hr, octaves)):
         cov_sr, cov_hr = _patch_covariance(band_sr, window), _patch_covariance(band_hr, window)
