@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="patch sides of the texture distance to score with (3: the shipped metric)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if any(n < 4 or n % 2 for n in args.window):  # 50% overlap needs an even window
+        p.error(f"--window: even numbers >= 4, got {args.window}")
+    if any(w < 1 or w % 2 == 0 for w in args.metric_window):
+        p.error(f"--metric-window: odd numbers >= 1, got {args.metric_window}")
+    if any("=" not in m for m in args.model):
+        p.error(f"--model: NAME=FILE, got {args.model}")
 
     from gensr.checkpoint import load_model
     from gensr.data.resize import bicubic_upscale
