@@ -131,4 +131,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from gensr.errors import entry_point  # a missing model file: one line, not a traceback
+
+    sys.exit(entry_point(main)(sys.argv[1:]))
