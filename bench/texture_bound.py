@@ -55,17 +55,6 @@ def randomise_phase(x: np.ndarray, n: int, rng: np.random.Generator | None) -> n
     return out[hop:hop + h, hop:hop + w]
 
 
-def hf_noise(hr: np.ndarray, base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """`base` plus grey Gaussian noise whose high-frequency RMS on Y is HR's (issue 14's noise case)."""
-    from gensr.evaluate.texture import high_pass
-    from gensr.metrics import y_channel
-
-    noise = rng.standard_normal(hr.shape[:2])
-    target = np.sqrt(np.mean(high_pass(y_channel(hr)) ** 2))
-    noise *= target / np.sqrt(np.mean(high_pass(noise * 219.0) ** 2))  # 219: Y's studio-range gain
-    return base + noise[:, :, None]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--benchmarks", type=Path, required=True, help="folder with Set5/ and Set14/")
@@ -88,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from gensr.data.resize import bicubic_upscale
     from gensr.evaluate.inference import upscale
     from gensr.evaluate.sets import EvalSet, slug
-    from gensr.evaluate.texture import texture_distance
+    from gensr.evaluate.texture import hf_matched_noise, texture_distance
     from gensr.metrics import psnr_y
 
     models = [m.split("=", 1) for m in args.model]
@@ -102,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         for pair, _ in EvalSet(slug(set_name), hr_dir, "benchmark").pairs(s, 3):
             hr = np.asarray(pair.hr, np.float64)
             bic = bicubic_upscale(pair.lr, s).astype(np.float64)
-            outs = {"bicubic": bic, "bicubic + noise of HR's high-frequency energy": hf_noise(hr, bic, rng)}
+            outs = {"bicubic": bic, "bicubic + noise of HR's high-frequency energy": hf_matched_noise(hr, bic, rng)}
             outs.update({name: upscale(net, pair.lr, s).astype(np.float64) for name, net in nets.items()})
             resid = hr - outs[base_name]
             for n in args.window:

@@ -14,8 +14,8 @@ import eval_fixtures as fx
 from gensr.data.sources import EMBEDDED, embedded_array
 from gensr.data.resize import bicubic_upscale
 from gensr.evaluate.sets import bicubic_degrade
-from gensr.evaluate.texture import LpipsModel, gmsd, hf_ratio, high_pass, lpips_note, texture_distance
-from gensr.metrics import psnr_y, y_channel
+from gensr.evaluate.texture import LpipsModel, gmsd, hf_matched_noise, hf_ratio, lpips_note, texture_distance
+from gensr.metrics import psnr_y
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +81,7 @@ def _jpeg(img: np.ndarray, quality: int = 10) -> np.ndarray:
 
 def _hf_noise(hr: np.ndarray, base: np.ndarray, seed: int = 0) -> np.ndarray:
     """`base` plus grey Gaussian noise whose high-frequency RMS on Y equals HR's."""
-    noise = np.random.default_rng(seed).normal(size=hr.shape[:2])
-    target = np.sqrt(np.mean(high_pass(y_channel(hr)) ** 2))  # Y grey levels
-    noise *= target / np.sqrt(np.mean(high_pass(noise * 219.0) ** 2))  # 219: Y's studio-range gain
-    return np.clip(base + noise[:, :, None], 0, 1).astype(np.float32)
+    return np.clip(hf_matched_noise(hr, base, np.random.default_rng(seed)), 0, 1).astype(np.float32)
 
 
 def test_texture_distance_is_zero_for_hr_only(scenes):

@@ -65,6 +65,15 @@ def hf_ratio(sr: np.ndarray, hr: np.ndarray, border: int = 0) -> float:
     return float(np.sqrt(e_sr / e_hr))
 
 
+def hf_matched_noise(hr: np.ndarray, base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`base` plus grey Gaussian noise whose high-frequency RMS on Y is HR's, unclipped: what
+    hf_ratio takes for restored detail and the texture distance must not (tests, bench)."""
+    noise = rng.normal(size=hr.shape[:2])
+    target = np.sqrt(np.mean(high_pass(y_channel(hr)) ** 2))  # Y grey levels
+    noise *= target / np.sqrt(np.mean(high_pass(noise * 219.0) ** 2))  # 219: Y's studio-range gain
+    return base + noise[:, :, None]
+
+
 def texture_distance(sr: np.ndarray, hr: np.ndarray, border: int = 0, window: int = WINDOW) -> float:
     """Distance of SR's local detail statistics from HR's (Y channel); 0 = HR's, lower is better.
     `window` (patch side, band pixels) is 3 everywhere but bench/texture_bound.py, which shows why."""
