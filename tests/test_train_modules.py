@@ -154,3 +154,56 @@ def test_fine_tune_starts_from_the_model_it_names(project, variant):
     assert set(want) <= set(got)
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert set(got) - set(want) == set(getattr(module.net, "init_new_parameters", tuple)())
+
+
+def test_network_interpolation_blends_weight_by_weight():
+    from gensr.checkpoint import CheckpointMismatchError, interpolate_weights
+
+    psnr = {"w": torch.zeros(2, 2), "n": torch.tensor(3)}
+    gan = {"w": torch.ones(2, 2) * 4, "n": torch.tensor(7)}
+    assert torch.equal(interpolate_weights(psnr, gan, 0.0)["w"], gan["w"])
+    assert torch.equal(interpolate_weights(psnr, gan, 1.0)["w"], psnr["w"])
+    half = interpolate_weights(psnr, gan, 0.25)
+    assert torch.allclose(half["w"], torch.full((2, 2), 3.0)) and int(half["n"]) == 7  # counters: the GAN's
+    with pytest.raises(ValueError, match=r"psnr_share must be in \[0, 1\]"):
+        interpolate_weights(psnr, gan, 1.5)
+    with pytest.raises(CheckpointMismatchError, match="same architecture"):
+        interpolate_weights({"w": torch.zeros(3)}, gan, 0.5)
+
+
+def test_gan_psnr_share_validates_and_ships_the_blend(project):
+    """psnr_share: the weights validated and written to model.pt are (1 - s) * EMA + s * init_from."""
+    from gensr.checkpoint import save_model
+
+    src_module, _, src_eff = build(project, "ae_res")
+    torch.manual_seed(1)
+    for p in src_module.net.parameters():
+        p.data.normal_(0, 0.1)
+    path = project / "models" / "ae_res" / "model.pt"
+    save_model(path, plain(src_eff["model"]["net"]), src_module.net.state_dict(),
+               {"variant": "ae_res", "scale": 2, "channels": 3})
+    psnr = {k: v.clone() for k, v in src_module.net.state_dict().items()}
+    module, dm, _ = build(project, "gan", [f"models.gan.init_from={path}", f"train_from.gan={path}",
+                                           "models.gan.psnr_share=0.25"])
+    ema = EMA(0.5)
+    fast_dev_run(module, dm, ema)
+    shipped = ema.ema_state_dict(module)
+    for k, v in ema.shadow.items():
+        if v.is_floating_point():
+            assert torch.allclose(shipped[k], 0.75 * v + 0.25 * psnr[k], atol=1e-6), k
+    moved = [k for k, v in ema.shadow.items() if v.is_floating_point() and not torch.equal(v, psnr[k])]
+    assert moved, "training changed nothing, so the blend is not tested"
+    # Validation ran on the blend, then the raw training weights came back.
+    raw = module.net.state_dict()
+    assert any(not torch.equal(raw[k], shipped[k]) for k in moved)
+
+
+def test_gan_psnr_share_needs_a_model_to_blend_with(project):
+    from gensr.schema import ConfigError, validate
+
+    cfg = compose([*tiny_overrides("gan"), "models.gan.init_from=null", "train_from.gan=pipelines/train.py",
+                   "models.gan.psnr_share=0.3"], root=project)
+    with pytest.raises(ConfigError, match=r"models.gan.psnr_share=0.3: .*init_from is null"):
+        validate(cfg)
+    with pytest.raises(ConfigError, match=r"models.gan.psnr_share=1.5: must be"):
+        validate(compose([*tiny_overrides("gan"), "models.gan.psnr_share=1.5"], root=project))

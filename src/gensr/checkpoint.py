@@ -127,3 +127,21 @@ def load_init(net: nn.Module, path: str | Path, what: str, scale: int | None = N
     net.load_state_dict(have, strict=False)  # only declared-new parameters can be left out
     return meta
 
+
+
+def interpolate_weights(psnr: dict[str, torch.Tensor], gan: dict[str, torch.Tensor],
+                        psnr_share: float) -> dict[str, torch.Tensor]:
+    """ESRGAN's network interpolation (Wang et al. 2018): (1 - s) * gan + s * psnr, weight by weight.
+
+    A GAN fine-tune and the PSNR model it started from stay close in weight space, so the blend
+    moves smoothly between the two outputs: one knob for the perception-distortion trade-off,
+    without the artefacts of blending their images. Integer buffers (counters) come from `gan`.
+    Both must be the same architecture in its training form (`load_model(..., fuse=False)`): a
+    re-parameterised branch fuses nonlinearly only through batch norm, which blends before fusing.
+    """
+    if not 0.0 <= psnr_share <= 1.0:
+        raise ValueError(f"psnr_share must be in [0, 1], got {psnr_share}")
+    if set(psnr) != set(gan) or any(psnr[k].shape != gan[k].shape for k in gan):
+        raise CheckpointMismatchError("network interpolation needs two models of the same architecture")
+    return {k: (torch.lerp(v, psnr[k].to(v), psnr_share) if v.is_floating_point() else v.clone())
+            for k, v in gan.items()}

@@ -148,6 +148,7 @@ RULES: dict[str, Rule] = {
     "models.*.losses.*.octaves": integer(1),      # StructureTensorLoss
     "models.*.ema_decay": number(0, 1, hi_open=True),
     "models.*.d_warmup_steps": integer(0),
+    "models.*.psnr_share": number(0, 1),
     "models.*.kl_warmup_steps": integer(0),
     "models.*.new_lr_scale": POSITIVE,
     "models.*.reg_every": integer(1),
@@ -242,6 +243,10 @@ def _cross_checks(cfg: Mapping, models: Mapping | None) -> list[str]:
                 out.append(f"{group}.{key} has entries {', '.join(extra)}: per-variant keys must be default or "
                            f"a variant of models ({', '.join(names)})")
     for name, model in (models or {}).items():
+        share = model.get("psnr_share") if isinstance(model, Mapping) else None
+        if _is_num(share) and share > 0 and not model.get("init_from"):
+            out.append(f"models.{name}.psnr_share={show(share)}: blends the generator with the model it was "
+                       f"fine-tuned from, but models.{name}.init_from is null: set psnr_share=0 or an init_from")
         for group in PER_VARIANT_GROUPS:
             if isinstance(model, Mapping) and group in model:
                 out.append(f"models.{name}.{group}: a variant's own {group} settings go in the shared key, "

@@ -7,7 +7,9 @@ is off: the critic learns to tell real from fake while the generator trains on p
 the generator is not pushed around by a critic that still guesses.
 
 - `GANModule`: critic on images (`discriminator`: VGG-style or U-Net with spectral norm);
-  `init_from` starts the generator from a PSNR-trained model file of the same architecture.
+  `init_from` starts the generator from a PSNR-trained model file of the same architecture, and
+  `psnr_share` > 0 blends the trained generator back toward it, weight by weight (ESRGAN's network
+  interpolation): what is validated and shipped is the blend, one knob between fidelity and detail.
 - `AAEModule`: critic on latent maps, prior N(0, I) vs the encoder's z (adversarial autoencoder).
 
 Gradient clipping is done here (`clip_val`): Lightning cannot clip under manual optimisation.
@@ -33,10 +35,11 @@ class _TwoPlayer(SRLightningBase):
         optim_d: Mapping | None = None,
         d_warmup_steps: int = 0,
         reg_every: int = 1,
+        extra_hparams: Mapping | None = None,
         **kwargs: Any,
     ):
         extra = {"discriminator": plain(discriminator), "optim_d": plain(optim_d),
-                 "d_warmup_steps": d_warmup_steps, "reg_every": reg_every}
+                 "d_warmup_steps": d_warmup_steps, "reg_every": reg_every, **(extra_hparams or {})}
         super().__init__(net, extra_hparams=extra, **kwargs)
         self.automatic_optimization = False
         self.d_warmup_steps, self.reg_every = int(d_warmup_steps), max(int(reg_every), 1)
@@ -95,6 +98,29 @@ class _TwoPlayer(SRLightningBase):
 
 class GANModule(_TwoPlayer):
     """Generator: pixel (L1) + style (Gram) losses + adversarial; critic on SR vs HR images."""
+
+    def __init__(self, *args: Any, psnr_share: float = 0.0, **kwargs: Any):
+        super().__init__(*args, extra_hparams={"psnr_share": psnr_share}, **kwargs)
+        self.psnr_share = float(psnr_share)
+        if self.psnr_share > 0 and not kwargs.get("init_from"):
+            raise UserError(f"models.{self.variant}.psnr_share={psnr_share:g} needs init_from (the PSNR model "
+                            "to blend with)")
+        # Right after init_from is loaded the generator holds the PSNR model's weights; a plain
+        # attribute, not a buffer: the checkpoint's keys stay the generator's own.
+        self.__dict__["_psnr_weights"] = (
+            {k: v.detach().clone() for k, v in self.net.state_dict().items()} if self.psnr_share > 0 else None)
+
+    @property
+    def blends_weights(self) -> bool:
+        return self._psnr_weights is not None
+
+    def shipped_weights(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The trained (EMA) generator blended with its PSNR model at `psnr_share`."""
+        from gensr.checkpoint import interpolate_weights
+
+        if self._psnr_weights is None:
+            return weights
+        return interpolate_weights(self._psnr_weights, weights, self.psnr_share)
 
     def build_discriminator(self, cfg: Mapping) -> torch.nn.Module:
         return _instantiate(cfg, channels=self.channels)

@@ -1,4 +1,5 @@
-"""Exponential moving average of the generator's weights, used for validation and export.
+"""Exponential moving average of the generator's weights, used for validation and export (through
+the module's `shipped_weights` where it has one: the GAN's network interpolation).
 
 The shadow copy lives in this callback (and in its checkpoint state), not in the module, so the
 module's `state_dict` stays the raw training weights: resume restores both exactly. During
@@ -59,18 +60,29 @@ class EMA(L.Callback):
             else:
                 s.copy_(v)
 
-    def ema_state_dict(self, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
-        """The weights to export: EMA when enabled (and updated at least once), else the live ones."""
-        if self.enabled and self.shadow:
-            return {k: v.detach().cpu().clone() for k, v in self.shadow.items()}
-        return {k: v.detach().cpu().clone() for k, v in self._live(pl_module).items()}
+    def _shipped(self, pl_module: L.LightningModule) -> dict[str, torch.Tensor] | None:
+        """The weights validated and exported: EMA when enabled (and updated at least once), passed
+        through the module's `shipped_weights` when it `blends_weights` (the GAN's network
+        interpolation with its PSNR model); None: the live weights as they are."""
+        weights = self.shadow if self.enabled and self.shadow else None
+        if not getattr(pl_module, "blends_weights", False):
+            return weights
+        return pl_module.shipped_weights(weights if weights is not None else self._live(pl_module))
 
-    # Swap EMA weights in for validation, back out before checkpoints are written.
+    def ema_state_dict(self, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
+        """The weights to export (`_shipped`), on the CPU."""
+        weights = self._shipped(pl_module)
+        if weights is None:
+            weights = self._live(pl_module)
+        return {k: v.detach().cpu().clone() for k, v in weights.items()}
+
+    # Swap the shipped weights in for validation, back out before checkpoints are written.
     def _swap_in(self, pl_module: L.LightningModule) -> None:
-        if self.enabled and self.shadow and self._backup is None:
+        weights = self._shipped(pl_module) if self._backup is None else None
+        if weights is not None:
             net = ema_source(pl_module)
             self._backup = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            net.load_state_dict(self.shadow)
+            net.load_state_dict(weights)
 
     def _swap_out(self, pl_module: L.LightningModule) -> None:
         if self._backup is not None:
