@@ -128,7 +128,6 @@ def load_init(net: nn.Module, path: str | Path, what: str, scale: int | None = N
     return meta
 
 
-
 def interpolate_weights(psnr: dict[str, torch.Tensor], gan: dict[str, torch.Tensor],
                         psnr_share: float) -> dict[str, torch.Tensor]:
     """ESRGAN's network interpolation (Wang et al. 2018): (1 - s) * gan + s * psnr, weight by weight.
