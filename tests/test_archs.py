@@ -337,3 +337,31 @@ def test_zero_last_starts_each_block_at_its_first_conv_only():
         assert (delta - (torch.relu(block.body[0](x)) if rep else 0) - (
             second.conv3.bias + second.conv1.bias if rep else second.bias)[:, None, None]).abs().max() < 1e-6
     assert ResidualBlock(8, zero_last=False).body[2].weight.abs().sum() > 0
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_direct_upsampler_keeps_every_conv_at_lr_resolution(scale):
+    """`upsampler=direct`: one conv to 3 x scale^2 channels and one pixel shuffle, so no conv runs
+    above the LR size (the progressive upsampler's last conv runs at the SR size); the net still
+    starts as its bicubic skip and its output has the SR shape."""
+    from gensr.archs.ae_res import ResidualAttentionAE
+
+    lr = torch.rand(1, 3, 9, 11)
+    largest = {}
+    for kind in ("progressive", "direct"):
+        torch.manual_seed(0)
+        net = ResidualAttentionAE(scale, features=8, n_blocks=1, latent=4, upsampler=kind).eval()
+        sizes = []
+        hooks = [m.register_forward_hook(lambda m, x, y: sizes.append(x[0].shape[-2] * x[0].shape[-1]))
+                 for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+        with torch.no_grad():
+            sr = net(lr)
+            assert sr.shape == (1, 3, 9 * scale, 11 * scale)
+            assert torch.allclose(sr, net.skip_up(lr), atol=1e-6)
+        for h in hooks:
+            h.remove()
+        largest[kind] = max(sizes)
+    assert largest["direct"] == 9 * 11
+    assert largest["progressive"] == 9 * 11 * scale**2  # its last conv runs at the SR size
+    with pytest.raises(ValueError, match="progressive"):
+        ResidualAttentionAE(scale, features=8, n_blocks=1, latent=4, upsampler="nearest")

@@ -46,6 +46,7 @@ PARAMS_CASES = [
     (["models.vae.net.noise_channels=0"], "models.vae.net.noise_channels=0", ">= 1"),
     (["models.ae_res.net.rep=maybe"], "models.ae_res.net.rep=maybe", "true or false"),
     (["models.ae_res.net.zero_last=2"], "models.ae_res.net.zero_last=2", "true or false"),
+    (["models.ae_res.net.upsampler=nearest"], "models.ae_res.net.upsampler=nearest", "progressive, direct"),
     (["models.gan.losses.band.window=0"], "models.gan.losses.band.window=0", ">= 1"),
     (["models.gan.losses.structure={_target_:gensr.losses.StructureTensorLoss,octaves:0}"],
      "models.gan.losses.structure.octaves=0", ">= 1"),
@@ -191,10 +192,11 @@ def test_user_facing_errors_are_user_errors():
 
 def test_schema_allows_what_the_code_supports():
     """The schema names allowed values without importing torch; these are the modules' own sets."""
-    from gensr.archs.blocks import SCALES
+    from gensr.archs.blocks import SCALES, UPSAMPLERS
     from gensr.export.lighten import CALIBRATION_METHODS
     from gensr.losses.adversarial import GAN_TYPES
     from gensr.training.schedule import KINDS
 
     assert schema.SCALES == SCALES and schema.GAN_TYPES == GAN_TYPES and schema.SCHEDULE_KINDS == KINDS
     assert set(schema.CALIBRATION_METHODS) == set(CALIBRATION_METHODS)
+    assert schema.UPSAMPLERS == UPSAMPLERS

@@ -31,12 +31,18 @@ def export_cfg():
 _checked: dict[str, dict] = {}
 
 
-@pytest.mark.parametrize("model_conf", MODEL_CONFS)
-def test_every_model_config_exports_and_matches_torch(model_conf, export_cfg):
+# Net options that change the exported graph, beyond each file's defaults.
+NET_OPTIONS = [(m, []) for m in MODEL_CONFS] + [
+    ("ae_res", ["models.ae.net.upsampler=direct", "degradation.scale=4"]),
+]
+
+
+@pytest.mark.parametrize(("model_conf", "overrides"), NET_OPTIONS, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_every_model_config_exports_and_matches_torch(model_conf, overrides, export_cfg):
     """The generator of each conf/model/*.yaml exports with dynamic batch/height/width and its ORT
     output matches torch eager at odd, non-square shapes and batch 1 and 2 (the stage's criteria;
     the stage itself runs all of export.parity_shapes)."""
-    cfg = compose([f"model@models.ae={model_conf}"], root=ROOT)
+    cfg = compose([f"model@models.ae={model_conf}", *overrides], root=ROOT)
     key = OmegaConf.to_yaml(cfg.models.ae.net)
     if key not in _checked:
         torch.manual_seed(0)

@@ -28,6 +28,7 @@ from gensr.errors import UserError
 SCALES = (2, 3, 4)                                 # gensr.archs.blocks.SCALES
 SCHEDULE_KINDS = ("cosine", "step", "constant")     # gensr.training.schedule.KINDS
 GAN_TYPES = ("vanilla", "lsgan", "hinge")           # gensr.losses.adversarial.GAN_TYPES
+UPSAMPLERS = ("progressive", "direct")              # gensr.archs.blocks.UPSAMPLERS
 CALIBRATION_METHODS = ("entropy", "minmax", "percentile")  # gensr.export.lighten.CALIBRATION_METHODS
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "32", "16", "bf16",
               64, 32, 16)                           # lightning.Trainer(precision=...)
@@ -135,6 +136,7 @@ RULES: dict[str, Rule] = {
     "models.*.net.learnable_skip": BOOL,
     "models.*.net.rep": BOOL,
     "models.*.net.zero_last": BOOL,
+    "models.*.net.upsampler": one_of(*UPSAMPLERS),
     "models.*.*.optimizer.lr": POSITIVE,
     "models.*.*.schedule.kind": one_of(*SCHEDULE_KINDS),
     "models.*.*.schedule.warmup_steps": integer(0),

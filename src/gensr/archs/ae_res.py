@@ -20,8 +20,10 @@ to plain 3x3 convs, so the trained net costs at inference exactly what the plain
 lr 2e-3, conf/profile/quick.yaml). The global residual uses `LinearUpsample` (a
 bicubic-initialised, learnable 5x5 conv + pixel shuffle) and the upsampler's last conv starts at
 zero, so the untrained net *is* bicubic interpolation and training only adds the missing high
-frequencies. `features` / `n_blocks` set the size: the quick CPU profile and the `full`
-GPU profile share this class.
+frequencies. `upsampler="direct"` replaces the progressive upsampler by one conv at the LR size
+(`blocks.PixelShuffleUpsampler`): a faster deployed net for some PSNR (bench/README.md).
+`features` / `n_blocks` set the size: the quick CPU profile and the `full` GPU profile share
+this class.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ class ResidualAttentionAE(nn.Module):
         logvar_clamp: float = 10.0,
         rep: bool = False,
         zero_last: bool = False,
+        upsampler: str = "progressive",
     ):
         super().__init__()
         check_scale_channels(scale, channels)
@@ -83,7 +86,7 @@ class ResidualAttentionAE(nn.Module):
         self.fuse = conv3(2 * f, f)  # decoder features + encoder skip
         self.dec = blocks(f)
         self.tail = conv3(f, f)
-        self.upsample = PixelShuffleUpsampler(f, channels, scale, zero_init=global_residual)
+        self.upsample = PixelShuffleUpsampler(f, channels, scale, zero_init=global_residual, kind=upsampler)
         self.skip_up = LinearUpsample(channels, scale, learnable_skip) if global_residual else None
 
     def init_new_parameters(self) -> tuple[str, ...]:
