@@ -156,3 +156,27 @@ def test_vae_inits_from_the_autoencoder_of_the_same_backbone(project):
     other = effective_config(compose(tiny_overrides("vae_res") + ["models.vae_res.net.features=4"], root=project))
     with pytest.raises(Exception, match="not the architecture"):
         instantiate({**other["model"], "init_from": str(path)}, **kw)
+
+
+def test_a_run_that_fails_to_start_keeps_the_earlier_checkpoint(project):
+    """A run whose config no longer matches last.ckpt starts fresh, but only once its data and model
+    are built: an init model of another architecture is refused and the checkpoint stays as it was."""
+    from gensr.checkpoint import save_model
+    from hydra.utils import instantiate
+
+    init = ["models.gan.init_from=models/ae_res/model.pt", "train_from.gan=models/ae_res/model.pt"]
+    cfg = compose(tiny_overrides("gan", steps=4, interval=2) + init, root=project)
+    spec = effective_config(cfg)["model"]["net"]
+    save_model(project / "models" / "ae_res" / "model.pt", spec, instantiate(spec).state_dict(),
+               {"variant": "ae_res", "scale": 2, "channels": 3})
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(cfg, extra_callbacks=[Crash(at=1)])
+    last = project / "checkpoints" / "gan" / "last.ckpt"
+    before = last.read_bytes()
+
+    other = {**spec, "features": 4}  # the init model is replaced by one of another width
+    save_model(project / "models" / "ae_res" / "model.pt", other, instantiate(other).state_dict(),
+               {"variant": "ae_res", "scale": 2, "channels": 3})
+    with pytest.raises(Exception, match="not the architecture"):
+        train(cfg)
+    assert last.read_bytes() == before

@@ -242,9 +242,6 @@ def _train(cfg: DictConfig, eff: dict[str, Any], root: Path, extra_callbacks: li
     L.seed_everything(eff["seed"], workers=True, verbose=False)
 
     ckpt_path, run_id = resume_decision(root, ckpt_dir, eff, chash)
-    if ckpt_path is None and _is_main_process():
-        for stale in ("last.ckpt", "best.ckpt"):
-            (ckpt_dir / stale).unlink(missing_ok=True)
 
     if init_path is not None:
         model["init_from"] = str(init_path)  # resolved against `root`, not the process's cwd
@@ -304,6 +301,11 @@ def _train(cfg: DictConfig, eff: dict[str, Any], root: Path, extra_callbacks: li
     if budget:
         say(f"[{variant}] time budget {budget.budget_s:g} s: {eff['total_steps']} steps is the first plan; "
             "the run re-plans them from its own time per step")
+    # The checkpoints of an earlier run are dropped only now that everything this one needs has
+    # been built (data, model, tracking): a run that fails to start leaves them as they were.
+    if ckpt_path is None and _is_main_process():
+        for stale in ("last.ckpt", "best.ckpt"):
+            (ckpt_dir / stale).unlink(missing_ok=True)
     with ml.ends_run(logger):  # FINISHED once the outputs are written and logged, else FAILED
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
         if trainer.interrupted:
