@@ -258,6 +258,7 @@ def _bad_models(models, d: Path) -> dict[str, tuple[Path, str]]:
         "random": (d / "random.onnx", "not a loadable ONNX model"),
         "not onnx": (d / "picture.png", "not a loadable ONNX model"),
         "missing": (d / "nope.onnx", "model file does not exist"),
+        "a device": (Path("/dev/zero"), "not a regular file"),  # read whole, it would never end
         "no metadata": (d / "plain.onnx", "no gensr metadata"),
         "wrong channels": (d / "lying.onnx", "metadata says 1 channels but the graph input has 3"),
     }

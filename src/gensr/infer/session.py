@@ -111,7 +111,8 @@ def make_session(
         if path.is_dir():
             raise ModelError(path, "is a folder, not an ONNX model file")
         if not path.is_file():
-            raise ModelError(path, "model file does not exist")
+            raise ModelError(path, "not a regular file (a device or a pipe)" if path.exists()
+                             else "model file does not exist")
         if path.stat().st_size == 0:
             raise ModelError(path, "zero-byte model file")
         model = str(path)
