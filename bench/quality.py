@@ -168,6 +168,8 @@ def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path)
     summary = prepare(cfg, ROOT)
     print(f"[{tag}] prepared {summary.get('counts', summary)} in {time.perf_counter() - t:.0f} s", flush=True)
 
+    if args.steps:  # a fixed step count: recipes compared at equal work, whatever the machine's speed does
+        return fixed_steps_run(args, scale, sets, cfg, tag, overrides, work)
     budget_s = args.budget_min * 60
     eff = effective_config(cfg)
     if eff["trainer"].get("threads"):  # the probe must run on the threads training will use
@@ -198,6 +200,24 @@ def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path)
     return scored(args, scale, sets, TrainedRun(work / tag, overrides, round(sps * 1e3, 1), steps, fraction))
 
 
+def fixed_steps_run(args, scale: int, sets: list[ScoredSet], cfg, tag: str, overrides: list[str], work: Path) -> dict:
+    """Train `--steps` steps, no wall-clock budget: the schedule spans exactly those steps."""
+    from omegaconf import open_dict
+
+    from gensr.training.run import effective_config, train
+
+    interval = min(int(effective_config(cfg)["trainer"]["val_check_interval"]), max(args.steps // 4, 1))
+    steps = args.steps - args.steps % interval  # whole validation intervals (gensr.training.run)
+    with open_dict(cfg):
+        cfg.trainer.max_steps, cfg.trainer.val_check_interval = steps, interval
+        cfg.trainer.time_budget_s, cfg.trainer.max_time = None, None
+    print(f"[{tag}] fixed {steps} steps (no wall-clock budget)", flush=True)
+    t = time.perf_counter()
+    done = train(cfg, root=work / tag)
+    print(f"[{tag}] trained in {time.perf_counter() - t:.0f} s: {done.get('steps')} steps", flush=True)
+    return scored(args, scale, sets, TrainedRun(work / tag, overrides, None, steps, None))
+
+
 def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
     """Score a run folder's model file on the sets; steps/seconds come from its metrics.json."""
     from gensr.checkpoint import load_model
@@ -209,6 +229,7 @@ def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
     metrics = json.loads((run_dir / "models" / args.variant / "metrics.json").read_text())
     timings_json = run_dir / "models" / args.variant / "timings.json"
     timings = json.loads(timings_json.read_text()) if timings_json.is_file() else {}
+    budget_s = metrics.get("time_budget_s")
     t = time.perf_counter()
     # The deployed net (re-parameterisable branches fused, as they ship): scored and counted.
     deployed = load_model(model_file, scale=scale, channels=3)[0]
@@ -217,7 +238,9 @@ def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
     ensemble = score(torch_upscaler(deployed, scale, ensemble=True), sets, scale) if args.self_ensemble else None
     print(f"[{run_dir.name}] scored {'/'.join(s.name for s in sets)} in {time.perf_counter() - t:.0f} s", flush=True)
     return {
-        "variant": args.variant, "profile": args.profile, "scale": scale, "budget_min": args.budget_min,
+        "variant": args.variant, "profile": args.profile, "scale": scale,
+        # from the run's own record, so a --score-only rescore says how its model was trained
+        "budget_min": budget_s / 60 if budget_s else None, "fixed_steps": None if budget_s else int(metrics["steps"]),
         "steps": int(metrics["steps"]), "planned_steps": metrics.get("planned_steps", run.steps),
         "first_planned_steps": metrics.get("first_planned_steps", run.steps), "ms_per_step_probe": run.ms_per_step,
         "schedule_completed": metrics.get("schedule_completed"), "time_budget_s": metrics.get("time_budget_s"),
@@ -233,6 +256,10 @@ def _texture(m: dict) -> str:
     return f", texture {m['texture_distance']:.3f}" if "texture_distance" in m else ""  # absent in older results
 
 
+def _budget(r: dict) -> str:
+    return "fixed steps" if r.get("fixed_steps") else f"{r['budget_min']:g} min"
+
+
 def table(results: list[dict]) -> str:
     cols = [(s, r["scale"]) for r in results for s in r["sets"]]
     # hf: high-frequency energy relative to HR (1.0 = as much fine texture as the ground truth);
@@ -244,7 +271,7 @@ def table(results: list[dict]) -> str:
     for r in results:
         stopped = f" of {r['planned_steps']} (max_time stopped it)" if r.get("schedule_completed") is False else ""
         cells = [f"{r['variant']} ({r['profile']}, x{r['scale']})", f"{r['params'] / 1e3:.0f}K",
-                 f"{r['budget_min']:g} min, {r['steps']} steps{stopped} ({r['train_s'] / 60:.0f} min)", r["device"]]
+                 _budget(r) + f", {r['steps']} steps{stopped} ({r['train_s'] / 60:.0f} min)", r["device"]]
         for s, k in cols:
             if k != r["scale"]:
                 cells.append("")
@@ -279,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="full")
     ap.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--budget-min", type=float, default=60.0, help="training wall-clock minutes per scale")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="train exactly this many steps instead of a wall-clock budget (compares recipes at equal "
+                         "work on a machine whose speed drifts; --budget-min is then ignored)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Hydra override ({scale} is replaced), e.g. models.gan.init_from=/abs/path/model.pt (default for gan/vae: this bench's ae_res run at the same scale)")
@@ -291,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also score this folder of HR images (Set5/Set14 protocol, LR by the project's MATLAB "
                          "bicubic); repeatable")
     args = ap.parse_args(argv)
+    if args.steps is not None and args.steps < 10:
+        ap.error(f"--steps {args.steps}: at least 10")
     photos, benchmarks, work = args.photos.resolve(), args.benchmarks.resolve(), args.work.resolve()
     for what, p in (("--photos", photos), ("--benchmarks", benchmarks)):
         if not p.is_dir():

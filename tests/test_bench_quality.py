@@ -24,11 +24,17 @@ sys.modules["bench_quality"] = quality  # its dataclasses look their module up w
 _spec.loader.exec_module(quality)
 
 
-def test_eval_folder_is_scored_with_the_benchmark_protocol(tmp_path, monkeypatch, capsys):
+def tiny_benchmarks(tmp_path: Path, monkeypatch) -> Path:
+    """A one-image Set5 and Set14 (standard LR files), and a tracking database in tmp_path."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     bench = tmp_path / "benchmarks"
     fx.write_benchmark(bench / "Set5", [("rocket", 41, 38)], standard_lr=True)
     fx.write_benchmark(bench / "Set14", [("coffee", 36, 45)], standard_lr=True)
+    return bench
+
+
+def test_eval_folder_is_scored_with_the_benchmark_protocol(tmp_path, monkeypatch, capsys):
+    bench = tiny_benchmarks(tmp_path, monkeypatch)
     mine = tmp_path / "mine"
     fx.write_benchmark(mine, [("astronaut", 45, 39), ("chelsea", 38, 50)], standard_lr=False)
     work = tmp_path / "work"
@@ -136,3 +142,33 @@ def test_a_fine_tune_starts_from_this_benchs_ae_res_run(tmp_path, variant):
     _, _, cfg = quality.run_config(args, 4, tmp_path / "photos", work)
     assert cfg.models[variant].init_from == str(other) == cfg.train_from[variant]
     validate(cfg)
+
+
+def test_fixed_steps_train_exactly_that_many_without_a_budget(tmp_path, monkeypatch, capsys):
+    """--steps N: the recipe compared at equal work (no wall-clock plan), still scored like the rest."""
+    from data_photos import write_photos
+
+    bench = tiny_benchmarks(tmp_path, monkeypatch)
+    photos = tmp_path / "photos"
+    write_photos(photos, 6, h=96, w=128)
+    work = tmp_path / "work"
+    argv = ["--photos", str(photos), "--benchmarks", str(bench), "--variant", "ae", "--profile", "quick",
+            "--scales", "2", "--steps", "14", "--work", str(work), "--set", f"data.out_dir={tmp_path / 'prepared'}"]
+    assert quality.main(argv) == 0
+    result = json.loads((work / "quality-ae-quick-x2.json").read_text())["results"][0]
+    # whole validation intervals (14 // 4 = 3 steps each): 12 steps, and no budget re-planned them
+    assert (result["fixed_steps"], result["steps"], result["budget_min"]) == (12, 12, None)
+    metrics = json.loads((work / "ae-quick-x2" / "models" / "ae" / "metrics.json").read_text())
+    assert metrics["steps"] == 12 and not metrics.get("time_budget_s")
+    assert "| ae (quick, x2) | " in capsys.readouterr().out
+    # rescored, it still says how it was trained
+    assert quality.main([*argv, "--score-only"]) == 0
+    again = json.loads((work / "quality-ae-quick-x2.json").read_text())["results"][0]
+    assert (again["fixed_steps"], again["budget_min"]) == (12, None)
+    assert again["sets"] == result["sets"]
+
+
+def test_fixed_steps_are_at_least_ten(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        quality.main(["--photos", str(tmp_path), "--benchmarks", str(tmp_path), "--steps", "3"])
+    assert "--steps 3: at least 10" in capsys.readouterr().err

@@ -50,6 +50,7 @@ PARAMS_CASES = [
     (["models.gan.losses.band.window=0"], "models.gan.losses.band.window=0", ">= 1"),
     (["models.gan.losses.structure={_target_:gensr.losses.StructureTensorLoss,octaves:0}"],
      "models.gan.losses.structure.octaves=0", ">= 1"),
+    (["+models.ae_res.losses.l1.luma_weight=1.5"], "models.ae_res.losses.l1.luma_weight=1.5", "in [0, 1]"),
     # gan's net is ae_res's (`${models.ae_res.net}`): it is resized there
     (["models.gan.net.n_blocks=3"], "models.gan.net.n_blocks", "set models.ae_res.net.n_blocks=3 instead"),
 ]

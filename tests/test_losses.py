@@ -60,6 +60,27 @@ def test_charbonnier_matches_l1_for_large_and_l2_for_small_errors():
     assert CharbonnierLoss(eps=1e-3)(tiny, torch.zeros_like(tiny)).item() == pytest.approx(1e-3 + 5e-8, rel=1e-4)
 
 
+@pytest.mark.parametrize("cls", [L1Loss, MSELoss, CharbonnierLoss])
+def test_luma_weight_blends_the_rgb_loss_with_the_loss_on_psnr_y_luma(cls):
+    # luma_weight 0 is the plain RGB loss, bit for bit (what every existing config trains with).
+    assert cls(luma_weight=0.0)(A, B).item() == cls()(A, B).item()
+    # A colour change that keeps BT.601 luma (what PSNR-Y sees): the luma-only loss ignores it,
+    # the RGB loss does not, and a blend sits in between in proportion.
+    y = torch.tensor([65.481, 128.553, 24.966]) / 255.0
+    along = torch.tensor([1.0, 0.0, 0.0]) - y[0] / y[1] * torch.tensor([0.0, 1.0, 0.0])  # y . along = 0
+    chroma_only = (A * 0.5 + 0.25) + 0.1 * along.view(1, 3, 1, 1)
+    assert metrics.psnr_y((chroma_only[0].permute(1, 2, 0).numpy() * 255.0),
+                          ((A[0] * 0.5 + 0.25).permute(1, 2, 0).numpy() * 255.0)) > 60
+    target = A * 0.5 + 0.25
+    eps = 1e-3 if cls is CharbonnierLoss else 0.0  # Charbonnier's floor on a zero error
+    assert cls(luma_weight=1.0)(chroma_only, target).item() == pytest.approx(eps, abs=1e-6)
+    rgb = cls()(chroma_only, target).item()
+    assert rgb > eps + 1e-4
+    assert cls(luma_weight=0.25)(chroma_only, target).item() == pytest.approx(0.75 * rgb + 0.25 * eps, rel=1e-5)
+    with pytest.raises(ValueError, match="luma_weight"):
+        cls(luma_weight=1.5)
+
+
 def test_ssim_loss_agrees_with_the_reporting_metric():
     rng = np.random.default_rng(0)
     a = rng.random((48, 40))

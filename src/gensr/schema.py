@@ -148,6 +148,7 @@ RULES: dict[str, Rule] = {
     "models.*.losses.*.gan_type": one_of(*GAN_TYPES),
     "models.*.losses.*.window": integer(1),       # BandEnergyLoss
     "models.*.losses.*.octaves": integer(1),      # StructureTensorLoss
+    "models.*.losses.*.luma_weight": number(0, 1),  # L1Loss, MSELoss, CharbonnierLoss
     "models.*.ema_decay": number(0, 1, hi_open=True),
     "models.*.d_warmup_steps": integer(0),
     "models.*.psnr_share": number(0, 1),
