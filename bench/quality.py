@@ -156,8 +156,6 @@ def run_config(args, scale: int, photos: Path, work: Path):
 
 
 def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path) -> dict:
-    from omegaconf import open_dict
-
     from gensr.data.prepare import prepare
     from gensr.training.run import effective_config, train
 
@@ -181,14 +179,7 @@ def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path)
     timings = Path(str(args.timings).replace("{scale}", str(scale))) if args.timings else None
     fraction, source = optim_fraction(timings or work / tag / "models" / args.variant / "timings.json")
     steps = planned_steps(budget_s, sps, fraction)
-    # Whole validation intervals only: the first plan is epochs x interval steps (gensr.training.run).
-    # At least 4 validations: each one re-plans the steps from the run's measured time (and checkpoints).
-    interval = min(int(eff["trainer"]["val_check_interval"]), max(steps // 4, 1))
-    steps -= steps % interval
-    with open_dict(cfg):  # the shared keys replace any per-variant mapping (gensr.schema)
-        cfg.trainer.max_steps, cfg.trainer.val_check_interval = steps, interval
-        cfg.trainer.time_budget_s = budget_s
-        cfg.trainer.max_time = {"seconds": int(budget_s)}  # the safety net: the run plans to end before it
+    steps = set_schedule(cfg, eff, steps, budget_s)
     print(f"[{tag}] {sps * 1e3:.0f} ms per optimisation step measured, {fraction:.1%} of the wall in optimisation "
           f"({source}) -> first plan {steps} steps in the {args.budget_min:g}-minute budget (the run re-plans it)",
           flush=True)
@@ -200,17 +191,27 @@ def run_scale(args, scale: int, sets: list[ScoredSet], photos: Path, work: Path)
     return scored(args, scale, sets, TrainedRun(work / tag, overrides, round(sps * 1e3, 1), steps, fraction))
 
 
-def fixed_steps_run(args, scale: int, sets: list[ScoredSet], cfg, tag: str, overrides: list[str], work: Path) -> dict:
-    """Train `--steps` steps, no wall-clock budget: the schedule spans exactly those steps."""
+def set_schedule(cfg, eff: dict, steps: int, budget_s: float | None) -> int:
+    """Write the run's step count (whole validation intervals) and budget into `cfg`; the steps.
+    The first plan is epochs x interval steps (gensr.training.run). At least 4 validations: with a
+    budget each one re-plans the steps from the run's measured time (and checkpoints)."""
     from omegaconf import open_dict
 
+    interval = min(int(eff["trainer"]["val_check_interval"]), max(steps // 4, 1))
+    steps -= steps % interval
+    with open_dict(cfg):  # the shared keys replace any per-variant mapping (gensr.schema)
+        cfg.trainer.max_steps, cfg.trainer.val_check_interval = steps, interval
+        cfg.trainer.time_budget_s = budget_s
+        # the safety net: the run plans to end before it
+        cfg.trainer.max_time = {"seconds": int(budget_s)} if budget_s else None
+    return steps
+
+
+def fixed_steps_run(args, scale: int, sets: list[ScoredSet], cfg, tag: str, overrides: list[str], work: Path) -> dict:
+    """Train `--steps` steps, no wall-clock budget: the schedule spans exactly those steps."""
     from gensr.training.run import effective_config, train
 
-    interval = min(int(effective_config(cfg)["trainer"]["val_check_interval"]), max(args.steps // 4, 1))
-    steps = args.steps - args.steps % interval  # whole validation intervals (gensr.training.run)
-    with open_dict(cfg):
-        cfg.trainer.max_steps, cfg.trainer.val_check_interval = steps, interval
-        cfg.trainer.time_budget_s, cfg.trainer.max_time = None, None
+    steps = set_schedule(cfg, effective_config(cfg), args.steps, None)
     print(f"[{tag}] fixed {steps} steps (no wall-clock budget)", flush=True)
     t = time.perf_counter()
     done = train(cfg, root=work / tag)
@@ -243,7 +244,7 @@ def scored(args, scale: int, sets: list[ScoredSet], run: TrainedRun) -> dict:
         "budget_min": budget_s / 60 if budget_s else None, "fixed_steps": None if budget_s else int(metrics["steps"]),
         "steps": int(metrics["steps"]), "planned_steps": metrics.get("planned_steps", run.steps),
         "first_planned_steps": metrics.get("first_planned_steps", run.steps), "ms_per_step_probe": run.ms_per_step,
-        "schedule_completed": metrics.get("schedule_completed"), "time_budget_s": metrics.get("time_budget_s"),
+        "schedule_completed": metrics.get("schedule_completed"), "time_budget_s": budget_s,
         "optim_fraction_planned": run.optim_fraction, "optim_fraction": timings.get("fractions", {}).get("optim"),
         "wall_ms_per_step": timings.get("wall_ms_per_step"),
         "train_s": metrics["seconds"], "params": sum(p.numel() for p in deployed.parameters()), "device": device_name(),

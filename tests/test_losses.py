@@ -68,10 +68,10 @@ def test_luma_weight_blends_the_rgb_loss_with_the_loss_on_psnr_y_luma(cls):
     # the RGB loss does not, and a blend sits in between in proportion.
     y = torch.tensor([65.481, 128.553, 24.966]) / 255.0
     along = torch.tensor([1.0, 0.0, 0.0]) - y[0] / y[1] * torch.tensor([0.0, 1.0, 0.0])  # y . along = 0
-    chroma_only = (A * 0.5 + 0.25) + 0.1 * along.view(1, 3, 1, 1)
-    assert metrics.psnr_y((chroma_only[0].permute(1, 2, 0).numpy() * 255.0),
-                          ((A[0] * 0.5 + 0.25).permute(1, 2, 0).numpy() * 255.0)) > 60
-    target = A * 0.5 + 0.25
+    target = A * 0.5 + 0.25  # room to add the colour change inside [0, 1]
+    chroma_only = target + 0.1 * along.view(1, 3, 1, 1)
+    assert metrics.psnr_y(chroma_only[0].permute(1, 2, 0).numpy() * 255.0,
+                          target[0].permute(1, 2, 0).numpy() * 255.0) > 60
     eps = 1e-3 if cls is CharbonnierLoss else 0.0  # Charbonnier's floor on a zero error
     assert cls(luma_weight=1.0)(chroma_only, target).item() == pytest.approx(eps, abs=1e-6)
     rgb = cls()(chroma_only, target).item()
