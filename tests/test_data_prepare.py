@@ -18,6 +18,8 @@ from gensr.config import compose
 from gensr.data import sources
 from gensr.data.pair_job import PairJob, make_pair
 from gensr.data.degradations import BicubicDegradation
+from gensr.errors import UserError
+from gensr.io import OUTPUT_MARK
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -149,6 +151,33 @@ def test_interrupted_run_keeps_the_old_output_and_a_rerun_completes(tmp_path, mo
     prepare_mod.prepare(cfg_fresh, ROOT)
     assert _tree(out) == _tree(tmp_path / "fresh")  # the resumed result is the clean one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "out", "photos"]  # no staging left
+
+
+def test_an_output_folder_holding_other_files_is_refused_before_any_work(tmp_path):
+    """prepare replaces data.out_dir whole: `data.out_dir=~/photos` (or `.`, or a file) by mistake is
+    refused in one line before a pair is made, and nothing there moves. Its own earlier output
+    (marked, or unmarked from before the mark) and an empty folder are replaced as before."""
+    folder = tmp_path / "photos"
+    write_photos(folder, 3)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    before = _tree(tmp_path)
+    for out, root, says in ((mine, ROOT, "holds files gensr did not write"),
+                            (Path("."), tmp_path, "holds files gensr did not write"),  # the project root
+                            (folder / "..", ROOT, "not a folder a stage can write"),
+                            (mine / "thesis.txt", ROOT, "exists and is not a folder")):
+        with pytest.raises(UserError, match=says):
+            prepare_mod.prepare(config(folder, out), root)
+    assert _tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["mine", "photos"]
+
+    (tmp_path / "empty").mkdir()
+    run(folder, tmp_path / "empty")
+    run(folder, tmp_path / "empty")  # now its own output: replaced
+    assert (tmp_path / "empty" / OUTPUT_MARK).is_file() and manifests(tmp_path / "empty")["train"]
+    (tmp_path / "empty" / OUTPUT_MARK).unlink()
+    run(folder, tmp_path / "empty")  # an output of gensr before the mark (splits + manifests only)
+    assert (tmp_path / "empty" / OUTPUT_MARK).is_file()
 
 
 def _sh(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:

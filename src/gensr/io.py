@@ -34,6 +34,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
+OUTPUT_MARK = ".gensr-output"  # in every folder replace_dir swaps in: only marked folders are replaced
 
 
 class MissingImagesError(UserError, FileNotFoundError):
@@ -139,11 +140,41 @@ def aside_path(final: str | os.PathLike) -> Path:
     return final.with_name(f".{final.name}.old")
 
 
-def replace_dir(new: str | os.PathLike, final: str | os.PathLike) -> Path:
+def check_replaceable(final: str | os.PathLike, key: str, written_before: frozenset[str] = frozenset()) -> None:
+    """Refuse (UserError naming `key`) an output folder that replace_dir would delete with something
+    in it that gensr did not write: `data.out_dir=~/photos` or `=.` by mistake must not cost the
+    user a folder. Replaceable: absent, empty, holding OUTPUT_MARK (which every folder replace_dir
+    swaps in carries), or holding only `written_before` (the entries the stage wrote before it
+    marked its outputs). Stages call it before they start, replace_dir again at the end."""
+    final = Path(final)
+    where = f"{final} ({key})"
+    if final.name in ("", ".", ".."):
+        raise UserError(f"{where}: not a folder a stage can write its output to; give a named folder")
+    if final.is_symlink() and not final.exists():
+        raise UserError(f"{where}: is a broken symbolic link; remove it or choose another path")
+    if not final.exists():
+        return
+    if not final.is_dir():
+        raise UserError(f"{where}: exists and is not a folder; move it away or choose another path")
+    try:
+        with os.scandir(final) as entries:
+            names = {e.name for e in entries}
+    except OSError as e:
+        raise UserError(f"{where}: cannot read it ({e.strerror or e})") from None
+    if OUTPUT_MARK not in names and not names <= written_before:
+        raise UserError(
+            f"{where}: holds files gensr did not write (no {OUTPUT_MARK} in it), and the stage replaces "
+            "its output folder whole; move them away or choose another output path")
+
+
+def replace_dir(new: str | os.PathLike, final: str | os.PathLike, written_before: frozenset[str] = frozenset()) -> Path:
     """Swap the complete folder `new` in for `final` (same file system): a kill -9 at any point
     leaves `final` as the old folder or the new one (absent only between two renames), never a
-    mix of both or a half-deleted folder. The old one is renamed aside first, deleted last."""
+    mix of both or a half-deleted folder. The old one is renamed aside first, deleted last.
+    Only a folder check_replaceable accepts is replaced; `new` gets the mark that makes it so."""
     new, final, old = Path(new), Path(final), aside_path(final)
+    check_replaceable(final, "output folder", written_before)
+    (new / OUTPUT_MARK).write_text("written by gensr: the stage that writes this folder replaces it whole\n")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.replace(final, old)

@@ -27,9 +27,11 @@ from gensr.data import sources
 from gensr.data.bad_inputs import BadInputs
 from gensr.data.pair_job import PairJob, make_pair, pair_paths, record_path
 from gensr.data.sources import DataError
-from gensr.io import aside_path, atomic_write_json, exclusive_output, replace_dir
+from gensr.io import aside_path, atomic_write_json, check_replaceable, exclusive_output, replace_dir
 
 log = logging.getLogger("gensr.prepare")
+# What data.out_dir holds (a folder of only these, unmarked, is an output of an earlier gensr).
+OUTPUTS = frozenset(sources.SPLITS) | {f"{s}.json" for s in sources.SPLITS}
 
 def _abs(root: Path, p: str | os.PathLike) -> Path:
     p = Path(p)
@@ -190,7 +192,7 @@ def _publish(staging: Path, out_dir: Path, records: dict, split_of: dict, header
     for leftover in ("pairs", "records", "fingerprint.txt"):
         p = staging / leftover
         shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    replace_dir(staging, out_dir)
+    replace_dir(staging, out_dir, OUTPUTS)
     return counts
 
 
@@ -211,6 +213,7 @@ def prepare(cfg: DictConfig, root: Path) -> dict:
         )
     degradation = instantiate(cfg.degradation, _convert_="all")
     out_dir = _abs(root, data.out_dir)
+    check_replaceable(out_dir, "data.out_dir", OUTPUTS)  # before any work: the result replaces it whole
     staging = _staging(out_dir)
 
     cands, split_of, ignored, bad = _collect(cfg, root)  # refuses a photo folder that overlaps an output

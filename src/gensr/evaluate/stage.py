@@ -21,7 +21,7 @@ from gensr.evaluate.report import Report, write_report
 from gensr.evaluate.sets import EvalSet, eval_sets
 from gensr.evaluate.texture import LpipsModel, gmsd, hf_ratio, lpips_note, texture_distance
 from gensr.evaluate.uncertainty import Draws, sample_std
-from gensr.io import replace_dir, save_png
+from gensr.io import check_replaceable, replace_dir, save_png
 from gensr.metrics import psnr_rgb, psnr_y, ssim_y
 
 REPORTS = "reports"
@@ -42,11 +42,11 @@ def _measure(sr, hr, scale: int, lpips: LpipsModel | None) -> dict[str, Any]:
     return row
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
+def _replace_dir(tmp: Path, final: Path, set_folders: frozenset[str]) -> None:
     """Swap a freshly written folder in for the old one (no stale pictures from earlier runs; a
     kill -9 mid-swap leaves the old set or the new one, never a half-deleted folder)."""
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700
-    replace_dir(tmp, final)
+    replace_dir(tmp, final, set_folders)
 
 
 def _umask() -> int:
@@ -166,13 +166,15 @@ def _evaluate(st: Setup) -> dict[str, Any]:
     split_id = st.sets[0].id
     for v in st.variants:
         inference.warm_up(v.net, channels, scale)
+    set_folders = frozenset(s.id for s in st.sets)  # what comparisons/ holds (an older gensr: unmarked)
+    check_replaceable(reports / "comparisons", "evaluate's comparison pictures", set_folders)  # before any work
     reports.mkdir(parents=True, exist_ok=True)
     for stale in reports.glob(".comparisons.*"):  # left by a run killed mid-way
         shutil.rmtree(stale, ignore_errors=True)
     cmp_tmp = Path(tempfile.mkdtemp(prefix=".comparisons.", dir=reports))
     try:
         rows, pictures, lr_sources = _score_sets(st, cmp_tmp)
-        _replace_dir(cmp_tmp, reports / "comparisons")
+        _replace_dir(cmp_tmp, reports / "comparisons", set_folders)
     finally:
         shutil.rmtree(cmp_tmp, ignore_errors=True)
 

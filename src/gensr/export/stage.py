@@ -32,7 +32,7 @@ from gensr.export.validate import (benchmark, compare, file_info, ort_runner, ou
                                    random_inputs, split_inputs, split_psnr_y, torch_runner)
 from gensr.infer import session as runtime
 from gensr.infer.tiling import upscale_array
-from gensr.io import atomic_write_bytes, atomic_write_json, replace_dir
+from gensr.io import atomic_write_bytes, atomic_write_json, check_replaceable, replace_dir
 
 log = logging.getLogger("gensr.export")
 FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "sampler": "model.sample.onnx"}
@@ -209,6 +209,9 @@ def run_stage(cfg: DictConfig, root: Path) -> dict[str, Any]:
     failures, shipped = [], {}
     # Built aside and swapped in whole: a kill -9 leaves the previous models, never a mix.
     staging, final = out_root / ".models.partial", out_root / "models"
+    # Before any work: the result replaces it whole. Variant folders alone are an older gensr's output.
+    variant_folders = frozenset(cfg.variants) | frozenset(cfg.get("models") or {})
+    check_replaceable(final, "export.out_dir", variant_folders)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for variant in cfg.variants:
@@ -223,7 +226,7 @@ def run_stage(cfg: DictConfig, root: Path) -> dict[str, Any]:
         for kind, path in _write_variant(staging / variant, ship).items():
             entry.setdefault(kind, {})["path"] = str((final / variant / path.name).relative_to(root))
         shipped[variant] = entry
-    replace_dir(staging, final)
+    replace_dir(staging, final, variant_folders)
     report_path = atomic_write_json(out_root / "validation.json", report)  # kept even if MLflow fails
     if ex.register and not failures:
         try:
