@@ -258,15 +258,19 @@ def test_evaluate_does_not_read_the_manifests(stage_project, capsys):
     assert inputs(stage_project, RUNS["evaluate"][2]) == before
 
 
-@pytest.mark.parametrize("run,override,folder", [("evaluate", [], "reports/comparisons"),
-                                                 ("export", ["export.out_dir=mine"], "mine/models")])
-def test_an_output_folder_holding_files_gensr_did_not_write_is_not_replaced(run, override, folder, stage_project,
-                                                                             capsys):
+@pytest.mark.parametrize("run,override,theirs,names,says", [
+    ("evaluate", [], "reports/comparisons/thesis.txt", "reports/comparisons", "holds files gensr did not write"),
+    ("export", ["export.out_dir=mine"], "mine/models/thesis.txt", "mine/models", "holds files gensr did not write"),
+    ("export", ["export.out_dir=mine"], "mine/validation.json", "mine/validation.json", "no export was written"),
+])
+def test_an_output_folder_holding_files_gensr_did_not_write_is_not_replaced(run, override, theirs, names, says,
+                                                                             stage_project, capsys):
     """evaluate and export replace their output folder whole: `export.out_dir=~` by mistake must
-    not delete ~/models. Refused in one line before any work, every file where it was."""
-    _write(f"{folder}/thesis.txt", b"years of work\n")(stage_project)
+    not delete ~/models (or overwrite a validation.json of the user's). Refused in one line before
+    any work, every file where it was."""
+    _write(theirs, b"years of work\n")(stage_project)
     script, argv, _ = RUNS[run]
     before = snapshot(stage_project)
     code = _script_main(script)([*argv, *override])
-    assert_refused(code, capsys.readouterr().err, folder, "holds files gensr did not write")
+    assert_refused(code, capsys.readouterr().err, names, says)
     assert snapshot(stage_project) == before

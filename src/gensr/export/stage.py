@@ -212,6 +212,9 @@ def run_stage(cfg: DictConfig, root: Path) -> dict[str, Any]:
     # Before any work: the result replaces it whole. Variant folders alone are an older gensr's output.
     variant_folders = frozenset(cfg.variants) | frozenset(cfg.get("models") or {})
     check_replaceable(final, "export.out_dir", variant_folders)
+    if (out_root / "validation.json").exists() and not final.is_dir():  # someone else's file of that name
+        raise UserError(f"{out_root / 'validation.json'} (export.out_dir): exists, but no export was written "
+                        "there; move it away or choose another export.out_dir")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for variant in cfg.variants:
