@@ -176,6 +176,33 @@ def test_damaged_database_page_is_found(tmp_path):
         check_store(f"sqlite:///{db}")
 
 
+def test_store_of_a_writer_killed_mid_transaction_is_sound(tmp_path):
+    """kill -9 of a stage while MLflow writes leaves a hot journal beside mlflow.db; the next run
+    rolls it back and goes on (it was refused as "corrupt": the check opened the file read-only)."""
+    import sqlite3
+
+    db, journal = tmp_path / "mlflow.db", tmp_path / "mlflow.db-journal"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE t (a INTEGER)")
+    con.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+    con.commit()
+    con.close()
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, time\n"
+        f"con = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+        "con.execute('PRAGMA cache_size=1'); con.execute('BEGIN')\n"
+        "con.execute('UPDATE t SET a = a + 1'); con.execute('INSERT INTO t SELECT a FROM t')\n"
+        "print('writing', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert journal.stat().st_size > 0  # the hot journal of the unfinished transaction
+    check_store(f"sqlite:///{db}")
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*), SUM(a) FROM t").fetchone() == (1000, sum(range(1000)))  # rolled back
+    con.close()
+
+
 def test_run_is_failed_when_training_fails_after_fit(project):
     """Lightning ends the run FINISHED when fit returns; writing the outputs comes after and can
     still fail (here models/ae/model.pt is a folder): the run must read FAILED."""

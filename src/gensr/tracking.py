@@ -73,7 +73,10 @@ def check_sqlite(uri: str, timeout_s: float = 10.0) -> None:
             raise TrackingUnavailableError(
                 f"MLflow store {uri} is read-only ({what} is not writable): make {p} writable {_ELSEWHERE}")
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s)
+        # Read-write, not read-only: a writer killed mid-transaction (kill -9 of a stage) leaves a
+        # hot journal that SQLite rolls back on the next writable open; read-only it fails with
+        # "attempt to write a readonly database", which is not a corrupt store.
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=timeout_s)
         try:
             verdict = con.execute("PRAGMA quick_check").fetchone()[0]
         finally:
